@@ -1,0 +1,47 @@
+# sat2cap developer commands. Every target creates/reuses the local virtualenv .venv itself.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.sat2cap-installed
+DEMO_OUT ?= demo_out
+
+.PHONY: install demo test nbtest pytest export clean-nbs docs bench
+
+install: $(STAMP)
+
+# torch/torchvision are pinned to the wheels this project's machines carry on disk; the
+# package itself only asks for ranges (settings.ini).
+$(STAMP): settings.ini setup.py
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q torch==2.14.1 torchvision==0.29.1
+	$(BIN)/python -m pip install -q -e '.[dev,hf]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/sat2cap demo --out $(DEMO_OUT) $(DEMO_ARGS)
+
+export: $(STAMP)
+	$(BIN)/nbdev_export
+
+nbtest: $(STAMP)
+	$(BIN)/nbdev_test --n_workers 2 --timing
+
+pytest: $(STAMP)
+	$(BIN)/python -m pytest -q tests
+
+test: $(STAMP)
+	$(BIN)/nbdev_export
+	git diff --exit-code --stat -- sat2cap || (echo "sat2cap/ is out of sync with nbs/: run nbdev_export and commit" && exit 1)
+	$(BIN)/nbdev_test --n_workers 2 --timing
+	$(BIN)/python -m pytest -q tests
+
+clean-nbs: $(STAMP)
+	$(BIN)/nbdev_clean
+
+docs: $(STAMP)
+	$(BIN)/python -m sat2cap.docs
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_synthworld.py
