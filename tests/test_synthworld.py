@@ -19,10 +19,6 @@ OFFICIAL = {"groundlevel.jpg", "overhead.jpg", "metadata.json"}
 def cli(*args):
     "Run `sat2cap synthworld ARGS` with the dashed option spelling of the issue (`--n-samples`)."
     r = subprocess.run([SAT2CAP, "synthworld", *map(str, args)], capture_output=True, text=True, timeout=300)
-    if r.returncode == 2 and "unrecognized arguments: --" in r.stderr:
-        pytest.xfail("the sat2cap dispatcher does not yet accept dashed options such as --n-samples (lead's cli)")
-    if "unexpected keyword argument 'pdb'" in r.stderr:
-        pytest.xfail("the sat2cap dispatcher passes fastcore's --pdb/--xtra through to the subcommand (lead's cli)")
     return r
 
 
