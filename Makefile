@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.sat2cap-installed
 DEMO_OUT ?= demo_out
 
-.PHONY: install demo test nbtest pytest export clean-nbs docs bench
+.PHONY: install demo test nbtest pytest export clean-nbs docs readme wheel-check bench
 
 install: $(STAMP)
 
@@ -40,8 +40,22 @@ test: $(STAMP)
 clean-nbs: $(STAMP)
 	$(BIN)/nbdev_clean
 
+# nbdev_docs (quarto) where quarto is installed; otherwise the same notebooks, processed by nbdev, rendered
+# by Sphinx + MyST-NB (tools/build_docs.py). Either way README.md is regenerated from nbs/index.ipynb.
 docs: $(STAMP)
-	$(BIN)/python -m sat2cap.docs
+	@if command -v quarto >/dev/null 2>&1; then \
+		$(BIN)/nbdev_docs && $(BIN)/python tools/build_docs.py readme; \
+	else \
+		echo "quarto not found: building _docs/ with Sphinx + MyST-NB from nbdev's processed notebooks"; \
+		$(BIN)/python tools/build_docs.py; \
+	fi
+
+readme: $(STAMP)
+	$(BIN)/python tools/build_docs.py readme
+
+# builds the wheel, installs it into a fresh venv and runs `sat2cap --help` / `sat2cap synthworld` from it
+wheel-check: $(STAMP)
+	SAT2CAP_SLOW=1 $(BIN)/python -m pytest -q -s tests/test_packaging.py
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_synthworld.py

@@ -1,0 +1,188 @@
+"""The docs site as a reader sees it: every notebook a page, figures shown, links working, in headless Chromium.
+
+Uses `_docs/` when it is a Sphinx build newer than every notebook (after `make docs`); otherwise builds
+the site into a temp folder with tools/build_docs.py (~1 min). Chromium is Debian's `chromium`: installed
+with apt-get when missing and possible, else the browser tests skip saying why.
+"""
+import functools, html.parser, json, os, re, shutil, subprocess, sys, tempfile
+from pathlib import Path
+from urllib.parse import urlsplit, unquote
+
+import pytest, yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT/'tools'))
+import build_docs as bd
+
+NBS = ROOT/'nbs'
+CHROMIUM_FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+                  '--disable-background-networking', '--disable-component-update', '--disable-sync']
+
+
+def _notebooks():
+    return sorted(p.relative_to(NBS).as_posix() for p in NBS.rglob('*.ipynb')
+                  if not any(part.startswith(('_', '.')) for part in p.relative_to(NBS).parts))
+
+def _fresh(site:Path) -> bool:
+    "Is `site` a Sphinx build newer than every docs input?"
+    stamp = site/'.buildinfo'
+    if not stamp.exists(): return False
+    inputs = [*NBS.rglob('*'), ROOT/'_quarto.yml', ROOT/'settings.ini', ROOT/'tools'/'build_docs.py',
+              *(ROOT/'sat2cap').glob('*.py')]
+    return all(p.stat().st_mtime <= stamp.stat().st_mtime for p in inputs if p.is_file())
+
+@pytest.fixture(scope='module')
+def site(tmp_path_factory):
+    docs = ROOT/'_docs'
+    if _fresh(docs): return docs
+    out = tmp_path_factory.mktemp('site')/'_docs'
+    try: bd.build(out=out)
+    except bd.DocsError as e: pytest.fail(f'docs build failed: {e}', pytrace=False)
+    return out
+
+def _page(nb_rel:str) -> str: return bd.page_name(nb_rel) + '.html'
+
+
+class _Refs(html.parser.HTMLParser):
+    "Collect ids, <a href>, <img src> and <link href> of one HTML page."
+    def __init__(self):
+        super().__init__(); self.ids, self.hrefs, self.imgs = set(), [], []
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if a.get('id'): self.ids.add(a['id'])
+        if tag == 'a' and a.get('name'): self.ids.add(a['name'])
+        if tag == 'a' and a.get('href'): self.hrefs.append(a['href'])
+        if tag == 'link' and a.get('href'): self.hrefs.append(a['href'])
+        if tag in ('img', 'script') and a.get('src'): self.imgs.append(a['src'])
+
+@functools.lru_cache(maxsize=None)
+def _refs(path:Path) -> _Refs:
+    r = _Refs(); r.feed(path.read_text(encoding='utf-8')); return r
+
+def _image_outputs(nb_path:Path) -> int:
+    "Count figures a reader should see: image outputs of cells not hidden by a directive."
+    n = 0
+    for c in json.loads(nb_path.read_text())['cells']:
+        if c['cell_type'] != 'code': continue
+        head = ''.join(c['source']).lower()
+        if re.search(r'^#\|\s*(hide|export|exporti|exports)\b|^#\|\s*(include|output)\s*:\s*false', head, re.M): continue
+        n += sum(1 for o in c.get('outputs', []) if any(k.startswith('image/') for k in o.get('data', {})))
+    return n
+
+
+def test_quarto_config_lists_every_notebook():
+    cfg = yaml.safe_load((ROOT/'_quarto.yml').read_text())
+    assert cfg['project']['type'] == 'website' and cfg['project']['output-dir'] == '_docs'
+    assert (NBS/'_quarto.yml').resolve() == (ROOT/'_quarto.yml').resolve(), 'nbs/_quarto.yml must link to the root one'
+    assert bd.sidebar(ROOT)[0] == 'index.ipynb'
+    assert set(_notebooks()) <= set(bd.sidebar(ROOT)), 'a notebook is missing from the _quarto.yml sidebar'
+
+def test_one_page_per_notebook_with_its_figures(site):
+    for nb in _notebooks():
+        page = site/_page(nb)
+        assert page.exists(), f'{nb} has no page {page.name}'
+        imgs = [s for s in _refs(page).imgs if not s.endswith('.js')]
+        assert len(imgs) >= _image_outputs(NBS/nb), f'{page.name} shows {len(imgs)} images; {nb} has {_image_outputs(NBS/nb)}'
+
+def test_links_and_images_resolve(site):
+    pages = sorted(p.resolve() for p in site.rglob('*.html'))
+    bad = []
+    for p in pages:
+        r = _refs(p)
+        for ref in r.hrefs + r.imgs:
+            u = urlsplit(ref)
+            if u.scheme or ref.startswith('//'): continue           # external (github, sphinx-doc.org)
+            target = p if not u.path else (p.parent/unquote(u.path)).resolve()
+            if target.is_dir(): target = target/'index.html'
+            if not target.exists(): bad.append(f'{p.name}: {ref} (no such file)'); continue
+            if u.fragment and target.suffix == '.html' and u.fragment not in _refs(target).ids:
+                bad.append(f'{p.name}: {ref} (no such anchor)')
+    assert not bad, '\n'.join(bad[:30])
+
+def test_no_links_left_to_the_unpublished_site(site):
+    url = bd.doc_url(bd.settings(ROOT))
+    left = [p.name for p in site.rglob('*.html') if f'href="{url}/' in p.read_text(encoding='utf-8')]
+    assert not left, f'pages still linking to {url}: {left}'
+
+def test_api_reference_links_every_public_export(site):
+    import importlib.util
+    spec = importlib.util.spec_from_file_location('_modidx', ROOT/'sat2cap'/'_modidx.py')
+    mi = importlib.util.module_from_spec(spec); spec.loader.exec_module(mi)
+    api = (site/'api.html').read_text(encoding='utf-8')
+    missing = []
+    for mod, syms in mi.d['syms'].items():
+        for full, (url, _) in syms.items():
+            name = full[len(mod) + 1:]
+            if any(p.startswith('_') for p in name.split('.')): continue
+            if f'<code class="docutils literal notranslate"><span class="pre">{name}</span></code>' not in api: missing.append(full)
+    assert not missing, f'api.html lacks {missing}'
+    # top-level functions and classes each have their show_doc anchor on their page
+    for mod, syms in mi.d['syms'].items():
+        for full, (url, _) in syms.items():
+            name = full[len(mod) + 1:]
+            if name.startswith('_') or '.' in name: continue
+            page, _, anchor = url.partition('#')
+            assert anchor in _refs(site/page).ids, f'{page} has no anchor #{anchor} for {full}'
+
+def test_readme_is_generated_from_index():
+    assert bd.write_readme(ROOT, check=True), 'README.md differs from nbs/index.ipynb: run `make readme` and commit'
+
+
+# ---------- headless Chromium ----------
+
+def _chromium():
+    "Return a Chromium binary, installing Debian's package when missing and possible; else skip."
+    for name in ('chromium', 'chromium-browser', 'google-chrome'):
+        if shutil.which(name): return shutil.which(name)
+    if os.environ.get('SAT2CAP_NO_APT'): pytest.skip('chromium not installed (SAT2CAP_NO_APT set: not installing)')
+    if not shutil.which('apt-get') or os.geteuid() != 0:
+        pytest.skip('chromium not installed, and installing it needs root and apt-get (Debian: apt-get install chromium)')
+    env = {**os.environ, 'DEBIAN_FRONTEND': 'noninteractive'}
+    r = subprocess.run('apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium',
+                       shell=True, capture_output=True, text=True, env=env, timeout=900)
+    if not shutil.which('chromium'):
+        pytest.skip(f'chromium not installed and apt-get install chromium failed: {(r.stderr or r.stdout).strip()[-300:]}')
+    return shutil.which('chromium')
+
+def _run_chromium(args, timeout=120):
+    exe = _chromium()
+    with tempfile.TemporaryDirectory(prefix='sat2cap-chromium-') as prof:
+        return subprocess.run([exe, *CHROMIUM_FLAGS, f'--user-data-dir={prof}', *args],
+                              capture_output=True, text=True, timeout=timeout)
+
+CHECKER = """<html><body><pre id="out">running</pre><script>
+const pages = %s;
+function check(url) { return new Promise(done => {
+  const f = document.createElement('iframe'); f.width = 1280; f.height = 40000;
+  f.onload = () => { let d = null; try { d = f.contentDocument; } catch (e) {}
+    if (!d || !d.body || !d.querySelector('article')) { done({url, error: 'page did not load'}); f.remove(); return; }
+    const imgs = [...d.images];
+    done({url, title: d.title, imgs: imgs.length,
+          broken: imgs.filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.getAttribute('src'))});
+    f.remove(); };
+  f.src = url; document.body.appendChild(f); }); }
+(async () => { const out = []; for (const p of pages) out.push(await check(p));
+  document.getElementById('out').textContent = 'RESULT' + JSON.stringify(out) + 'END'; })();
+</script></body></html>"""
+
+def test_chromium_loads_every_page_with_its_images(site, tmp_path):
+    pages = sorted(site.glob('*.html'))
+    checker = tmp_path/'check.html'
+    checker.write_text(CHECKER % json.dumps([p.resolve().as_uri() for p in pages]))
+    r = _run_chromium(['--allow-file-access-from-files', '--virtual-time-budget=60000', '--dump-dom', checker.as_uri()])
+    m = re.search(r'RESULT(.*?)END', r.stdout, re.S)
+    assert m, f'chromium gave no result (rc {r.returncode}): {r.stderr[-500:]}'
+    res = json.loads(m.group(1))
+    assert len(res) == len(pages)
+    bad = [o for o in res if o.get('error') or o.get('broken')]
+    assert not bad, bad
+    by_name = {Path(urlsplit(o['url']).path).name: o for o in res}
+    assert by_name['index.html']['title'].startswith(bd.settings(ROOT)['title'])
+    for nb in _notebooks():                       # every figure a notebook shows is decoded by the browser
+        assert by_name[_page(nb)]['imgs'] >= _image_outputs(NBS/nb), nb
+
+def test_chromium_screenshot_of_index(site, tmp_path):
+    shot = Path(os.environ.get('SAT2CAP_DOCS_SCREENSHOT', tmp_path/'docs_index.png'))
+    r = _run_chromium(['--window-size=1280,900', f'--screenshot={shot}', (site/'index.html').resolve().as_uri()])
+    assert shot.exists() and shot.stat().st_size > 10_000, r.stderr[-500:]
+    assert shot.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
