@@ -211,7 +211,8 @@ def run_proc(root:Path) -> Path:
     code = "from nbdev.serve import proc_nbs; proc_nbs(force=True, n_workers=2)"
     r = subprocess.run([sys.executable, '-c', code], cwd=root, capture_output=True, text=True)
     if r.returncode:
-        errs = sorted({l.strip() for l in r.stderr.splitlines() if l.startswith('Exception: Error')})
+        ls = r.stderr.splitlines()   # nbdev prints the failing cell's source after its 'Error in notebook' line
+        errs = sorted({' | '.join(x.strip() for x in ls[i:i + 3]) for i, l in enumerate(ls) if l.startswith('Exception: Error')})
         raise DocsError(f"nbdev's notebook processing failed (nbdev_docs would fail the same way):\n"
                  + ('\n'.join(errs) or r.stderr[-3000:])
                  + "\nHint: show_doc processing runs every cell with an import or #| export; "
