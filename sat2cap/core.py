@@ -10,7 +10,7 @@ from importlib import resources
 import numpy as np
 
 # %% auto #0
-__all__ = ['Sat2CapError', 'seed_everything', 'data_path', 'atomic_path', 'write_json', 'progress']
+__all__ = ['Sat2CapError', 'seed_everything', 'data_path', 'atomic_path', 'write_json', 'torch_threads', 'progress']
 
 # %% ../nbs/00_core.ipynb #8c3c9953
 class Sat2CapError(Exception):
@@ -53,6 +53,17 @@ def write_json(obj, path, indent:int=2):
     "Write `obj` as JSON to `path` atomically."
     with atomic_path(path) as tmp: Path(tmp).write_text(json.dumps(obj, indent=indent, default=str))
     return Path(path)
+
+# %% ../nbs/00_core.ipynb #c1edfb6f
+@contextlib.contextmanager
+def torch_threads(n:int|None, # intra-op threads for the block (None or 0: leave torch's setting)
+                 ):
+    "Run the block with `n` torch threads, restoring the previous number afterwards."
+    import torch
+    old = torch.get_num_threads()
+    if n: torch.set_num_threads(n)
+    try: yield
+    finally: torch.set_num_threads(old)
 
 # %% ../nbs/00_core.ipynb #277d2dbd
 def progress(it=None, # iterable to wrap

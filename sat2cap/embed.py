@@ -9,12 +9,12 @@ from dataclasses import dataclass
 from pathlib import Path
 import numpy as np, pandas as pd, torch
 import torch.nn.functional as F
-from .core import Sat2CapError, atomic_path, progress
+from .core import Sat2CapError, atomic_path, progress, torch_threads
 
 # %% auto #0
 __all__ = ['EMB', 'tile_sources', 'read_tiles', 'grid_step', 'tile_frame', 'Region', 'save_region', 'load_region', 'write_mosaic',
            'encode_tiles', 'embed_region', 'parse_when', 'text_embedding', 'as_region', 'tile_embeddings',
-           'direct_similarity', 'fast_dynamic', 'fast_similarity', 'torch_threads', 'similarity_map']
+           'direct_similarity', 'fast_dynamic', 'fast_similarity', 'similarity_map']
 
 # %% ../nbs/06_embed.ipynb #c286b89c
 _IMG_EXT = (".jpg", ".jpeg", ".png", ".tif", ".tiff")
@@ -344,15 +344,6 @@ def fast_similarity(region:Region, # tiles and embeddings
     return out.numpy()
 
 # %% ../nbs/06_embed.ipynb #7d18144b
-@contextlib.contextmanager
-def torch_threads(n:int|None, # intra-op threads for the block (None: leave torch's setting)
-                 ):
-    "Run the block with `n` torch threads, restoring the previous number afterwards."
-    old = torch.get_num_threads()
-    if n: torch.set_num_threads(n)
-    try: yield
-    finally: torch.set_num_threads(old)
-
 def similarity_map(region, # a Region, its .parquet path, a GeoDataFrame with emb_* columns, or (lat, lon, emb)
                    run, # loaded run (`sat2cap.train.load_run`)
                    prompt:str, # text query

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 import torch.distributed as dist
 from safetensors.torch import save_model, load_model
 from fastcore.script import call_parse, store_true
-from .core import Sat2CapError, seed_everything, atomic_path, write_json, progress
+from .core import Sat2CapError, seed_everything, atomic_path, write_json, progress, torch_threads
 from .dynamic import Sat2Cap
 from .loss import MemoryBankLoss, ground_cache
 
@@ -50,6 +50,7 @@ class TrainConfig:
     log_every: int = 10             # steps between metrics.jsonl lines
     seed: int = 0                   # seed for init, data order, augmentation and metadata dropout
     num_workers: int = 0            # data-loader worker processes per rank
+    cpu_threads: int = 0            # torch intra-op threads while training on CPU (0 = leave torch's setting)
     precision: str = "auto"         # auto (bf16 autocast on CUDA, fp32 on CPU) | bf16 | fp32
     device: str = ""                # "" picks cuda when present, else cpu
     use_cache: bool = True          # read ground embeddings from the cache instead of recomputing them
@@ -317,7 +318,11 @@ def train(cfg:TrainConfig, # all settings
           callback=None, # called as callback(step, dict(keys, loss, ...)) after every step on every rank
          ) -> dict:
     "Train Sat2Cap as configured; return the final state (model, loss_fn, ...)."
-    rank, world, device = setup_dist(cfg.device); cuda = device.startswith("cuda")
+    rank, world, device = setup_dist(cfg.device)
+    with torch_threads(0 if device.startswith("cuda") else cfg.cpu_threads): return _train(cfg, callback, rank, world, device)
+
+def _train(cfg, callback, rank, world, device):
+    cuda = device.startswith("cuda")
     S = setup_run(cfg, rank, world, device); run, step_mod, opt = Path(cfg.out), S["step_mod"], S["opt"]
     if rank == 0: cfg.save(run / "config.json")
     stream = batch_stream(S["train_shards"], cfg, S["tf"]["train"], not cfg.use_cache, S["clip"].preprocess, rank, world, S["pos"], S["rng"])
@@ -437,6 +442,7 @@ def train_cli(data:str, # dataset folder with train/ and val/ webdataset shards
               lr:float=None, # AdamW learning rate
               preset:str="synthworld", # defaults for unset options: synthworld | paper
               num_workers:int=None, # data-loader workers per process
+              cpu_threads:int=None, # torch threads while training on CPU (0 = torch's default)
               eval_every:int=None, # steps between validations
               ckpt_every:int=None, # steps between checkpoints
               seed:int=None, # random seed
@@ -446,7 +452,7 @@ def train_cli(data:str, # dataset folder with train/ and val/ webdataset shards
              ):
     "Train Sat2Cap on a dataset of webdataset shards."
     cfg = make_config(data, out, preset, resume, clip=clip, steps=steps, batch_size=batch_size, queue_size=queue_size, lr=lr,
-                      num_workers=num_workers, eval_every=eval_every, ckpt_every=ckpt_every, seed=seed, precision=precision,
+                      num_workers=num_workers, cpu_threads=cpu_threads, eval_every=eval_every, ckpt_every=ckpt_every, seed=seed, precision=precision,
                       use_cache=False if no_cache else None)
     train(cfg)
     if int(os.environ.get("RANK", 0)) == 0: print(f"trained {cfg.steps} steps; run in {cfg.out}")

@@ -2,13 +2,16 @@
 import json, math
 import numpy as np, pytest, torch
 import torch.nn.functional as F
-from sat2cap.core import Sat2CapError
+from sat2cap.core import Sat2CapError, torch_threads
 from sat2cap.captions import (WordVocab, CaptionerConfig, ClipCapDecoder, Captioner, fit_captioner, greedy_decode,
                               beam_decode, caption_loss, pad_captions, save_captioner, load_captioner, score_captions,
                               add_noise, noise_for, GPT2ClipCap, when_fields, EOS)
 from sat2cap.synthworld import LANDCOVER, ACTIVITIES, PHASES, SEASONS
 
-torch.set_num_threads(1)  # tiny models: on a busy shared CPU, thread hand-offs cost more than they save
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    "Tiny models: on a busy shared CPU, thread hand-offs cost more than they save (restored after this module)."
+    with torch_threads(1): yield
 
 CAPS = ["a beach at night.", "a snowy mountain in the morning.", "people hiking in a forest at noon.",
         "a busy city street in the evening.", "farmland in summer.", "kids playing in the sand on the beach in summer"]

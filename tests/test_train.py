@@ -18,7 +18,7 @@ def world(tmp_path_factory):
 
 def cfg(world, out, **kw):
     base = dict(data=str(world), out=str(out), steps=8, batch_size=8, ckpt_every=3, eval_every=4, eval_samples=16,
-                log_every=2, lr=1e-3, num_workers=1, cache_dir=str(Path(out).parent / "cache"))
+                log_every=2, lr=1e-3, num_workers=1, cpu_threads=1, cache_dir=str(Path(out).parent / "cache"))
     return TrainConfig(**{**base, **kw})
 
 def final_weights(run):
