@@ -4,7 +4,7 @@
 
 # %% ../nbs/12_cli.ipynb #9512ef7c
 from __future__ import annotations
-import sys, importlib
+import sys, re, importlib
 from fastcore.script import anno_parser
 from .core import Sat2CapError
 
@@ -17,6 +17,8 @@ COMMANDS = {
     "pretrain-clip": ("sat2cap.encoders", "pretrain_clip_cli", "pretrain the embedded tiny CLIP on SynthWorld photos and captions"),
     "train":         ("sat2cap.train", "train_cli", "train Sat2Cap (overhead + dynamic encoder, memory-bank loss)"),
     "evaluate":      ("sat2cap.train", "evaluate_cli", "overhead<->ground retrieval metrics of a run as JSON"),
+    "map":           ("sat2cap.maps", "map_cli", "draw a zero-shot map of a text prompt over a region at a date and time"),
+    "score-map":     ("sat2cap.maps", "score_map_cli", "ROC AUC of a prompt's map against SynthWorld's truth, as JSON"),
     "demo":          ("sat2cap.demo", "demo_cli", "the whole pipeline on SynthWorld: data, CLIP, training, figures, report"),
 }
 
@@ -30,6 +32,12 @@ def _underscore(argv:list) -> list:
     "Accept `--n-samples` as well as fastcore's `--n_samples` spelling of options."
     fix = lambda a: ("--" + a[2:].split("=", 1)[0].replace("-", "_") + ("=" + a.split("=", 1)[1] if "=" in a else "")) if a.startswith("--") else a
     return [fix(a) for a in argv]
+
+def _parser(name:str, func):
+    "Return the option parser of subcommand `name`; values like `-105.2,39.6,-104.6,40.0` are arguments, not options."
+    p = anno_parser(func, prog=f"sat2cap {name}")
+    p._negative_number_matcher = re.compile(r"^-\d[\d.,eE+-]*$")   # argparse's own rule knows single numbers only
+    return p
 
 def _command(name:str):
     "Import and return the (unwrapped) function behind subcommand `name`."
@@ -49,7 +57,7 @@ def main(argv:list|None=None, # arguments after `sat2cap`; defaults to sys.argv[
         print(f"sat2cap: error: unknown subcommand {name!r}; choose from {', '.join(COMMANDS)}", file=sys.stderr)
         sys.exit(2)
     func = _command(name)
-    args = vars(anno_parser(func, prog=f"sat2cap {name}").parse_args(_underscore(argv[1:])))
+    args = vars(_parser(name, func).parse_args(_underscore(argv[1:])))
     for k in ("pdb", "xtra"): args.pop(k, None)      # fastcore's debugging options, not the command's
     try: func(**args)
     except Sat2CapError as e:
