@@ -8,7 +8,7 @@ import json, hashlib, shutil, time
 from dataclasses import dataclass, asdict
 from pathlib import Path
 from fastcore.script import call_parse, store_true
-from .core import Sat2CapError, write_json
+from .core import Sat2CapError, write_json, progress
 
 # %% auto #0
 __all__ = ['QUICK', 'PAPER_PROMPTS', 'DemoConfig', 'stage_hash', 'run_stage', 'world_stage', 'clip_stage', 'train_stage',
@@ -96,7 +96,7 @@ def map_figures(d:Path, run, world) -> dict:
     "Score the paper's prompts over CONUS and draw the country, July-vs-January and localization maps."
     from sat2cap import maps
     conus = maps.region_for(run, "conus", cache_dir=d / "regions")
-    aucs = [maps.score_prompt(conus, run, world, p) for p in maps.progress(PAPER_PROMPTS, desc="map AUC")]
+    aucs = [maps.score_prompt(conus, run, world, p) for p in progress(PAPER_PROMPTS, desc="map AUC")]
     maps.country_map(conus, run, "people riding horses", world=world, path=d / "fig5_country_horses.png")
     maps.dynamic_maps(conus, run, "people skiing down a snowy slope", path=d / "fig3_dynamic_skiing.png")
     box = maps.localize_region(run, world, 40.71, -74.0, cache_dir=d / "regions")      # New York
@@ -123,9 +123,8 @@ def caption_figures(d:Path, run, world, data:Path, steps:int) -> dict:
     cap = C.train_captioner(data, run.clip, d / "captioner", steps=steps)
     res = C.caption_at_times(run, cap, data, limit=100)
     table = C.agreement(world, res)
-    coastal = [x for x in C.read_samples(data, "test", fields=("overhead",)) if x.get("truth", {}).get("place") == "beach"]
-    if not coastal: raise Sat2CapError(f"no beach tile in the test split of {data}: use more --n-samples")
-    t = coastal[0]
+    t = max(C.read_samples(data, "test", ground=False), key=lambda s: s["truth"]["landcover"]["beach"])   # the most coastal tile
+    if t["truth"]["landcover"]["beach"] == 0: raise Sat2CapError(f"no beach tile in the test split of {data}: use more --n-samples")
     rows = C.dynamic_captions(run, cap, t["overhead"], t["lat"], t["lon"], world=world)
     C.plot_caption_table(t["overhead"], rows, path=d / "fig2_dynamic_captions.png")
     return {"caption_agreement": json.loads(table.to_json())}
