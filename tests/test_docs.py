@@ -186,3 +186,11 @@ def test_chromium_screenshot_of_index(site, tmp_path):
     r = _run_chromium(['--window-size=1280,900', f'--screenshot={shot}', (site/'index.html').resolve().as_uri()])
     assert shot.exists() and shot.stat().st_size > 10_000, r.stderr[-500:]
     assert shot.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+
+
+def test_no_quarto_syntax_leaks_into_pages(site):
+    "nbdev writes quarto-only Markdown (link attributes, callouts); none of it may show as text on a page."
+    for page in site.glob('*.html'):
+        text = page.read_text(encoding='utf-8')
+        assert '{target=' not in text and ':::' not in text, page.name
+    assert 'style="float:right; font-size:smaller">source</a>' in (site/'maps.html').read_text(encoding='utf-8')

@@ -108,6 +108,8 @@ def _showdoc_md(md:str, src:str) -> str:
     "Return show_doc markdown with a quarto-compatible anchor (`#name.lower()`) and no leading rule."
     from docutils.nodes import make_id
     md = re.sub(r'^\s*---\s*\n', '', md)
+    # quarto's link attributes `[source](url){target=... style=...}` are not Markdown for MyST: write the link as HTML
+    md = re.sub(r'\[source\]\(([^)\s]+)\)\{([^}]*)\}', r'<a href="\1" \2>source</a>', md)
     m = _re_showdoc.search(src)
     if not m: return md
     name = m.group(1); anchor = name.lower()
