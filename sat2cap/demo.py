@@ -144,9 +144,19 @@ def figures_stage(out, cfg:DemoConfig, world:Path, run:Path) -> tuple:
 # %% ../nbs/11_demo.ipynb #a3598115
 def _table(rows:list, cols:list) -> str:
     "Format a list of dicts as a Markdown table."
-    fmt = lambda v: f"{v:.3f}" if isinstance(v, float) else str(v)
+    fmt = lambda v: f"{v:.3f}" if isinstance(v, float) else "n/a" if v is None else str(v)
     return "\n".join(["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)] +
                      ["| " + " | ".join(fmt(r.get(c, "")) for c in cols) + " |" for r in rows])
+
+def _night_table(ns:dict) -> str:
+    "Format `night_scores` as a table: night share of the top 9 at 23:00 and 08:00, with and without the dynamic encoder."
+    rows = [{"embedding": k, **v} for k, v in ns.items() if isinstance(v, dict)]
+    return _table(rows, ["embedding", "23:00", "08:00"]) + f"\n\nnight photos in the whole gallery: {ns['gallery night share']:.3f}"
+
+def _by_field_table(agree:dict) -> str:
+    "Format caption agreement {embedding: {field: share}} with a row per field and a column per embedding."
+    cols = list(agree); fields = list(next(iter(agree.values())))
+    return _table([{"field": f, **{c: agree[c][f] for c in cols}} for f in fields], ["field", *cols])
 
 def score_rows(ev:dict) -> list:
     "Flatten `evaluate_run`'s JSON into one row per (direction, model)."
@@ -165,9 +175,9 @@ def write_report(out:Path, # demo folder
              f"## Retrieval on a {ev['gallery']}-sample held-out gallery",
              _table(score_rows(ev), ["direction", "model", "R@1", "R@5", "R@10", "median_rank"]),
              "## Zero-shot map AUC (CONUS region grid)", _table(f["map_auc"], ["prompt", "when", "auc", "no_meta_auc"]),
-             "## Night share of the top-9 ground photos", "```\n" + json.dumps(f["night_share"], indent=1) + "\n```",
+             "## Night share of the top-9 ground photos", _night_table(f["night_share"]),
              "## Text→overhead agreement", _table(f["text_to_overhead"], list(f["text_to_overhead"][0])),
-             "## Caption agreement with the truth", "```\n" + json.dumps(f["caption_agreement"], indent=1) + "\n```",
+             "## Caption agreement with the truth", _by_field_table(f["caption_agreement"]),
              "## Figures"] + [f"### {p.stem}\n![{p.stem}]({p.relative_to(out)})" for p in sorted(figs.glob("*.png"))]
     return write_text(out / "report.md", "\n\n".join(parts) + "\n")
 

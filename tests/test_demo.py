@@ -20,6 +20,8 @@ def test_report_has_scores_and_every_figure(out):
     for model in ("clip_baseline", "sat2cap_no_meta", "sat2cap_meta"):
         assert f"| overhead_to_ground | {model} |" in rep and f"| ground_to_overhead | {model} |" in rep
     for p in PAPER_PROMPTS: assert f"| {p} |" in rep, p
+    assert "| with dynamic encoder |" in rep and "| without dynamic encoder |" in rep       # night share table
+    assert "| field | CLIP on overhead | Sat2Cap, no date/time | Sat2Cap + date/time |" in rep   # caption agreement
     imgs = re.findall(r"!\[([^\]]+)\]\(([^)]+)\)", rep)
     assert {name for name, _ in imgs} == FIGS
     for _, rel in imgs: assert (out / rel).read_bytes()[:4] == b"\x89PNG", rel
