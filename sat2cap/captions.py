@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np, torch
 import torch.nn as nn
 import torch.nn.functional as F
-from .core import Sat2CapError, seed_everything, atomic_path, write_json, progress
+from .core import Sat2CapError, seed_everything, atomic_path, write_json, progress, chunks
 
 # %% auto #0
 __all__ = ['PAD', 'EOS', 'UNK', 'PAPER_TIMES', 'KINDS', 'tokenize', 'WordVocab', 'pad_captions', 'CaptionerConfig', 'PrefixLM',
@@ -298,14 +298,6 @@ def read_samples(data, # SynthWorld (or Sat2Cap-format) dataset folder
         if dated: s["month_frac"] = s["month"] + (int(s["datetime"][8:10]) - 1) / 30.4
         yield s
 
-def _batches(it, n:int):
-    "Yield lists of up to `n` items of `it`."
-    b = []
-    for x in it:
-        b.append(x)
-        if len(b) == n: yield b; b = []
-    if b: yield b
-
 # %% ../nbs/08_captions.ipynb #9bf308d3
 @torch.no_grad()
 def ground_embeddings(clip, # ClipBundle (frozen ground encoder and its transform)
@@ -328,7 +320,7 @@ def ground_caption_pairs(data, # SynthWorld dataset folder
     "Return (N, D) unit ground-photo CLIP embeddings and the N captions of a split."
     embs, caps = [], []
     it = read_samples(data, split, limit)
-    for b in _batches(progress(it, desc=f"ground embeddings ({split})", total=limit, leave=False), batch_size):
+    for b in chunks(progress(it, desc=f"ground embeddings ({split})", total=limit, leave=False), batch_size):
         embs.append(ground_embeddings(clip, [s["ground"] for s in b], batch_size)); caps += [s["caption"] for s in b]
     if not caps: raise Sat2CapError(f"no samples in {Path(data)/split}")
     return torch.cat(embs), caps
@@ -480,7 +472,7 @@ def score_captions(captions:list[str], # N captions
 def _overhead_views(run, captioner, samples:list, when, beam:int, batch_size:int) -> dict:
     "Caption `samples`' overhead tiles three ways; `when(batch)` gives the batch's date/time dict."
     out = {"CLIP on overhead": [], "Sat2Cap, no date/time": [], "Sat2Cap + date/time": []}
-    for b in _batches(samples, batch_size):
+    for b in chunks(samples, batch_size):
         img, base = encode_overhead(run, [s["overhead"] for s in b])
         lat, lon = [s["lat"] for s in b], [s["lon"] for s in b]
         for k, e in zip(out, (base, at_time(run, img, lat, lon), at_time(run, img, lat, lon, when(b)))): out[k] += captioner(e, beam)
@@ -499,7 +491,7 @@ def caption_heldout(run, # loaded Sat2Cap run
     if not ss: raise Sat2CapError(f"no samples in {Path(data)/split}")
     meta = lambda b: {k: [s[k] for s in b] for k in ("year", "doy", "hour")}
     caps = {"reference": [s["caption"] for s in ss],
-            "ground photo": sum((captioner(ground_embeddings(run.clip, [s["ground"] for s in b]), beam) for b in _batches(ss, batch_size)), [])}
+            "ground photo": sum((captioner(ground_embeddings(run.clip, [s["ground"] for s in b]), beam) for b in chunks(ss, batch_size)), [])}
     caps.update(_overhead_views(run, captioner, ss, meta, beam, batch_size))
     return dict(captions=caps, lat=np.array([s["lat"] for s in ss]), lon=np.array([s["lon"] for s in ss]),
                 month=np.array([s["month_frac"] for s in ss]), hour=np.array([s["hour"] for s in ss]))

@@ -10,7 +10,7 @@ from importlib import resources
 import numpy as np
 
 # %% auto #0
-__all__ = ['Sat2CapError', 'seed_everything', 'data_path', 'atomic_path', 'write_json', 'torch_threads', 'progress']
+__all__ = ['Sat2CapError', 'seed_everything', 'data_path', 'atomic_path', 'write_json', 'torch_threads', 'chunks', 'progress']
 
 # %% ../nbs/00_core.ipynb #8c3c9953
 class Sat2CapError(Exception):
@@ -64,6 +64,17 @@ def torch_threads(n:int|None, # intra-op threads for the block (None or 0: leave
     if n: torch.set_num_threads(n)
     try: yield
     finally: torch.set_num_threads(old)
+
+# %% ../nbs/00_core.ipynb #70b09842
+def chunks(it, # any iterable
+           n:int, # items per chunk
+          ):
+    "Yield lists of up to `n` consecutive items of `it` (the last one may be shorter)."
+    b = []
+    for x in it:
+        b.append(x)
+        if len(b) == n: yield b; b = []
+    if b: yield b
 
 # %% ../nbs/00_core.ipynb #277d2dbd
 def progress(it=None, # iterable to wrap

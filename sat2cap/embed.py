@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 import numpy as np, pandas as pd, torch
 import torch.nn.functional as F
-from .core import Sat2CapError, atomic_path, progress, torch_threads
+from .core import Sat2CapError, atomic_path, progress, torch_threads, chunks
 
 # %% auto #0
 __all__ = ['EMB', 'tile_sources', 'read_tiles', 'grid_step', 'tile_frame', 'Region', 'save_region', 'load_region', 'write_mosaic',
@@ -180,14 +180,6 @@ def encode_tiles(run, # loaded run: `.model.encode_image`, `.overhead_transform`
     x = torch.stack([run.overhead_transform(im) for im in images]).to(_device(run.model))  # (B, 3, H, W)
     return run.model.encode_image(x).float().cpu().numpy()
 
-def _batches(it, n:int):
-    "Yield lists of up to `n` items of `it`."
-    b = []
-    for x in it:
-        b.append(x)
-        if len(b) == n: yield b; b = []
-    if b: yield b
-
 # %% ../nbs/06_embed.ipynb #0a2b1a63
 def embed_region(run, # loaded run (`sat2cap.train.load_run`)
                  tiles, # tile source for `read_tiles`, or an iterable of tile dicts
@@ -200,7 +192,7 @@ def embed_region(run, # loaded run (`sat2cap.train.load_run`)
     run.model.eval()
     it = read_tiles(tiles) if isinstance(tiles, (str, Path)) else tiles
     meta, embs, thumbs = [], [], []
-    for batch in progress(_batches(it, batch_size), desc="embedding tiles", unit="batch"):
+    for batch in progress(chunks(it, batch_size), desc="embedding tiles", unit="batch"):
         embs.append(encode_tiles(run, [t["overhead"] for t in batch]))
         meta += [(t["tile_id"], t["lat"], t["lon"]) for t in batch]
         if mosaic_px: thumbs += [t["overhead"].resize((mosaic_px, mosaic_px)) for t in batch]
