@@ -12,7 +12,8 @@ usage: python benchmarks/bench_dynamic_map.py [--n 1000000] [--run RUN_DIR]
 import argparse, os, time, types
 os.environ.setdefault("SAT2CAP_NO_PROGRESS", "1")
 import numpy as np, torch
-from sat2cap.embed import Region, similarity_map, text_embedding, tile_frame, fast_dynamic, torch_threads
+from sat2cap.core import torch_threads
+from sat2cap.embed import Region, similarity_map, text_embedding, tile_frame, fast_dynamic
 
 
 def get_run(run_dir):

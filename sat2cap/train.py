@@ -322,6 +322,7 @@ def train(cfg:TrainConfig, # all settings
     with torch_threads(0 if device.startswith("cuda") else cfg.cpu_threads): return _train(cfg, callback, rank, world, device)
 
 def _train(cfg, callback, rank, world, device):
+    "Run `train`'s loop on this rank (the caller has set the thread count)."
     cuda = device.startswith("cuda")
     S = setup_run(cfg, rank, world, device); run, step_mod, opt = Path(cfg.out), S["step_mod"], S["opt"]
     if rank == 0: cfg.save(run / "config.json")
