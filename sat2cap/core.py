@@ -4,13 +4,15 @@
 
 # %% ../nbs/00_core.ipynb #ae22295b
 from __future__ import annotations
-import os, random, tempfile, contextlib, json
+import os, random, tempfile, contextlib, json, math, socket, time, fcntl
 from pathlib import Path
 from importlib import resources
 import numpy as np
 
 # %% auto #0
-__all__ = ['Sat2CapError', 'seed_everything', 'data_path', 'atomic_path', 'write_json', 'torch_threads', 'chunks', 'progress']
+__all__ = ['MARKER', 'LOCK_NAME', 'Sat2CapError', 'seed_everything', 'data_path', 'atomic_path', 'write_json', 'mark_complete',
+           'is_complete', 'check_positive', 'check_nonneg', 'check_fraction', 'check_choice', 'check_device',
+           'check_out_dir', 'run_lock', 'torch_threads', 'chunks', 'progress']
 
 # %% ../nbs/00_core.ipynb #8c3c9953
 class Sat2CapError(Exception):
@@ -36,15 +38,23 @@ def data_path(name:str, # file name inside `sat2cap/data`
     return p
 
 # %% ../nbs/00_core.ipynb #7a3a8709
+def _umask() -> int:
+    "Return the process umask (read by setting it and putting it back)."
+    old = os.umask(0o022)
+    os.umask(old)
+    return old
+
 @contextlib.contextmanager
 def atomic_path(path, # final destination
                ):
     "Yield a temporary path beside `path`; rename it to `path` only if the block succeeds."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())                     # mkstemp makes 0600; give the file the user's usual mode
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp): os.remove(tmp)
@@ -53,6 +63,107 @@ def write_json(obj, path, indent:int=2):
     "Write `obj` as JSON to `path` atomically."
     with atomic_path(path) as tmp: Path(tmp).write_text(json.dumps(obj, indent=indent, default=str))
     return Path(path)
+
+# %% ../nbs/00_core.ipynb #3b45d1bd
+MARKER = "COMPLETE"
+
+def mark_complete(folder, # a folder whose files are all written
+                  **info, # JSON-able details stored in the marker
+                 ) -> Path:
+    "Write `folder`'s completion marker (atomically, after everything else)."
+    return write_json({"completed": time.strftime("%Y-%m-%dT%H:%M:%S"), **info}, Path(folder) / MARKER)
+
+def is_complete(folder) -> bool:
+    "Return True when `folder` holds its completion marker."
+    return (Path(folder) / MARKER).is_file()
+
+# %% ../nbs/00_core.ipynb #0c8d24c8
+def check_positive(name:str, # option name shown to the user, e.g. "--batch-size"
+                   v, # value
+                  ):
+    "Raise unless `v` is a finite number > 0."
+    if v is None or not math.isfinite(v) or v <= 0: raise Sat2CapError(f"{name} must be positive, got {v}")
+    return v
+
+def check_nonneg(name:str, # option name shown to the user
+                 v, # value
+                ):
+    "Raise unless `v` is a finite number >= 0."
+    if v is None or not math.isfinite(v) or v < 0: raise Sat2CapError(f"{name} must be 0 or more, got {v}")
+    return v
+
+def check_fraction(name:str, # option name shown to the user
+                   v, # value
+                  ):
+    "Raise unless 0 <= `v` < 1."
+    if v is None or not 0 <= v < 1: raise Sat2CapError(f"{name} must be in [0, 1), got {v}")
+    return v
+
+def check_choice(name:str, # option name shown to the user
+                 v, # value
+                 choices, # allowed values
+                ):
+    "Raise unless `v` is one of `choices`."
+    if v not in choices: raise Sat2CapError(f"{name} {v!r} is not one of: {', '.join(map(str, choices))}")
+    return v
+
+# %% ../nbs/00_core.ipynb #4c7dc327
+def check_device(device:str|None, # "" or None (automatic), cpu, cuda or cuda:N
+                ) -> str:
+    "Raise unless `device` names a device this machine has; return it."
+    if not device or device == "cpu": return device or ""
+    import torch
+    kind, _, idx = device.partition(":")
+    if kind != "cuda" or (idx and not idx.isdigit()): raise Sat2CapError(f"--device {device!r} is not cpu, cuda or cuda:N")
+    n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if n == 0: raise Sat2CapError(f"--device {device!r}: CUDA is not available on this machine (use cpu)")
+    if idx and int(idx) >= n: raise Sat2CapError(f"--device {device!r}: this machine has {n} CUDA device(s)")
+    return device
+
+def check_out_dir(path, # output folder (may not exist yet)
+                  name:str="--out", # option name shown to the user
+                 ) -> Path:
+    "Raise unless `path` is a folder (or can become one) that this process can write into."
+    p = Path(path)
+    if p.exists() and not p.is_dir(): raise Sat2CapError(f"{name} {str(p)!r} exists and is not a folder")
+    base = p
+    while not base.exists(): base = base.parent
+    if not base.is_dir(): raise Sat2CapError(f"{name} {str(p)!r}: {str(base)!r} is a file, not a folder")
+    try:
+        fd, probe = tempfile.mkstemp(dir=base, prefix=".sat2cap-write-test.")
+        os.close(fd)
+        os.remove(probe)
+    except OSError as e: raise Sat2CapError(f"{name} {str(p)!r} is not writable: {e.strerror}") from e
+    return p
+
+# %% ../nbs/00_core.ipynb #5530a0c3
+LOCK_NAME = ".lock"
+
+def _holder(f) -> str:
+    "Describe the process named in an open lock file."
+    f.seek(0)
+    try: h = json.loads(f.read() or "{}")
+    except ValueError: h = {}
+    return f"pid {h.get('pid', '?')} on {h.get('host', '?')} since {h.get('since', '?')}"
+
+@contextlib.contextmanager
+def run_lock(folder, # run folder (created if needed)
+            ):
+    "Hold an exclusive lock on `folder` in the block; raise naming the holder if another process has it."
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    f = open(folder / LOCK_NAME, "a+")
+    try:
+        try: fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise Sat2CapError(f"run folder {str(folder)!r} is in use by another process ({_holder(f)}); wait for it or choose another --out") from None
+        f.seek(0)
+        f.truncate()
+        f.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%dT%H:%M:%S")}))
+        f.flush()
+        yield folder
+    finally:
+        f.close()                                           # closing the file releases the lock
 
 # %% ../nbs/00_core.ipynb #c1edfb6f
 @contextlib.contextmanager
