@@ -4,8 +4,9 @@
 
 # %% ../nbs/12_cli.ipynb #9512ef7c
 from __future__ import annotations
-import sys, re, importlib
-from fastcore.script import anno_parser
+import sys, inspect, argparse, importlib, typing
+from fastcore.docments import docments
+from fastcore.script import store_true
 from .core import Sat2CapError
 
 # %% auto #0
@@ -28,15 +29,31 @@ def _usage() -> str:
     rows = [f"  {n:<15} {h}" for n, (_, _, h) in COMMANDS.items()]
     return "usage: sat2cap SUBCOMMAND [options]   (sat2cap SUBCOMMAND --help for its options)\n\nsubcommands:\n" + "\n".join(rows)
 
-def _underscore(argv:list) -> list:
-    "Accept `--n-samples` as well as fastcore's `--n_samples` spelling of options."
-    fix = lambda a: ("--" + a[2:].split("=", 1)[0].replace("-", "_") + ("=" + a.split("=", 1)[1] if "=" in a else "")) if a.startswith("--") else a
-    return [fix(a) for a in argv]
+class _Parser(argparse.ArgumentParser):
+    "An argument parser whose mistakes are one line on stderr (exit 2), like every other user error."
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
-def _parser(name:str, func):
-    "Return the option parser of subcommand `name`; values like `-105.2,39.6,-104.6,40.0` are arguments, not options."
-    p = anno_parser(func, prog=f"sat2cap {name}")
-    p._negative_number_matcher = re.compile(r"^-\d[\d.,eE+-]*$")   # argparse's own rule knows single numbers only
+def _option(name:str) -> str: return "--" + name.replace("_", "-")
+
+def _type(anno):
+    "Return the argparse type for annotation `anno` (the first non-None member of a union)."
+    args = [a for a in typing.get_args(anno) if a is not type(None)]
+    return args[0] if args else anno
+
+def _valued(func) -> set:
+    "Return the options of `func` that take a value (all but positionals and flags), spelled `--batch-size`."
+    ds = docments(func, full=True, returns=False, eval_str=True)
+    return {_option(k) for k, d in ds.items() if d.default is not inspect.Parameter.empty and _type(d.anno) not in (store_true, bool)}
+
+def _parser(name:str, func) -> argparse.ArgumentParser:
+    "Return the parser of subcommand `name`, built from `func`'s signature and docments; options spelled `--batch-size`."
+    p = _Parser(prog=f"sat2cap {name}", description=func.__doc__)
+    for k, d in docments(func, full=True, returns=False, eval_str=True).items():
+        t, helptext = _type(d.anno), d.docment or ""
+        if d.default is inspect.Parameter.empty: p.add_argument(k, type=t, help=helptext)
+        elif t in (store_true, bool): p.add_argument(_option(k), dest=k, action="store_true", help=helptext)
+        else: p.add_argument(_option(k), dest=k, type=t, default=d.default, help=helptext + (f" (default: {d.default})" if d.default is not None else ""))
     return p
 
 def _command(name:str):
@@ -46,19 +63,44 @@ def _command(name:str):
     return getattr(f, "__wrapped__", f)
 
 # %% ../nbs/12_cli.ipynb #9deac640
+def _argv(argv:list, # arguments after the subcommand
+          valued:set, # options that take a value, e.g. {"--batch-size", "--when"}
+         ) -> list:
+    "Rewrite `argv` for argparse: `--n_samples` as `--n-samples`, `--opt value` as `--opt=value`, positionals after `--`."
+    opts, pos, i = [], [], 0
+    while i < len(argv):
+        a = argv[i]
+        if a == "--":
+            pos += argv[i + 1:]
+            break
+        if a.startswith("--"):
+            opt, eq, val = a.partition("=")
+            opt = _option(opt[2:])
+            if not eq and opt in valued and i + 1 < len(argv) and not argv[i + 1].startswith("--"):
+                eq, val, i = "=", argv[i + 1], i + 1
+            opts.append(opt + eq + val)
+        elif a in ("-h",): opts.append(a)
+        else: pos.append(a)
+        i += 1
+    return opts + (["--", *pos] if pos else [])
+
+def _parse(name:str, func, argv:list) -> dict:
+    "Parse `argv` for subcommand `name`; return the keyword arguments of `func`."
+    return vars(_parser(name, func).parse_args(_argv(argv, _valued(func))))
+
 def main(argv:list|None=None, # arguments after `sat2cap`; defaults to sys.argv[1:]
         ) -> int:
     "Run one `sat2cap` subcommand; user errors print one line and exit 2."
     argv = sys.argv[1:] if argv is None else list(argv)
     if not argv or argv[0] in ("-h", "--help"):
-        print(_usage()); return 0
+        print(_usage())
+        return 0
     name = argv[0]
     if name not in COMMANDS:
         print(f"sat2cap: error: unknown subcommand {name!r}; choose from {', '.join(COMMANDS)}", file=sys.stderr)
         sys.exit(2)
     func = _command(name)
-    args = vars(_parser(name, func).parse_args(_underscore(argv[1:])))
-    for k in ("pdb", "xtra"): args.pop(k, None)      # fastcore's debugging options, not the command's
+    args = _parse(name, func, argv[1:])
     try: func(**args)
     except Sat2CapError as e:
         print(f"sat2cap {name}: error: {e}", file=sys.stderr)
