@@ -4,10 +4,10 @@
 
 # %% ../nbs/12_cli.ipynb #9512ef7c
 from __future__ import annotations
-import sys, inspect, argparse, importlib, typing
+import sys, inspect, argparse, importlib, typing, warnings
 from fastcore.docments import docments
 from fastcore.script import store_true
-from .core import Sat2CapError
+from .core import Sat2CapError, Sat2CapWarning
 
 # %% auto #0
 __all__ = ['COMMANDS', 'main']
@@ -88,6 +88,14 @@ def _parse(name:str, func, argv:list) -> dict:
     "Parse `argv` for subcommand `name`; return the keyword arguments of `func`."
     return vars(_parser(name, func).parse_args(_argv(argv, _valued(func))))
 
+def _one_line_warnings(name:str):
+    "Print sat2cap's own warnings as one line `sat2cap NAME: warning: ...`; others as usual."
+    default = warnings.showwarning
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, Sat2CapWarning): print(f"sat2cap {name}: warning: {message}", file=sys.stderr)
+        else: default(message, category, filename, lineno, file, line)
+    warnings.showwarning = show
+
 def main(argv:list|None=None, # arguments after `sat2cap`; defaults to sys.argv[1:]
         ) -> int:
     "Run one `sat2cap` subcommand; user errors print one line and exit 2."
@@ -100,6 +108,7 @@ def main(argv:list|None=None, # arguments after `sat2cap`; defaults to sys.argv[
         print(f"sat2cap: error: unknown subcommand {name!r}; choose from {', '.join(COMMANDS)}", file=sys.stderr)
         sys.exit(2)
     func = _command(name)
+    _one_line_warnings(name)
     args = _parse(name, func, argv[1:])
     try: func(**args)
     except Sat2CapError as e:

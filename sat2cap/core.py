@@ -4,19 +4,27 @@
 
 # %% ../nbs/00_core.ipynb #ae22295b
 from __future__ import annotations
-import os, random, tempfile, contextlib, json, math, socket, time, fcntl
+import os, random, tempfile, contextlib, json, math, socket, time, fcntl, warnings
 from pathlib import Path
 from importlib import resources
 import numpy as np
 
 # %% auto #0
-__all__ = ['MARKER', 'LOCK_NAME', 'Sat2CapError', 'seed_everything', 'data_path', 'atomic_path', 'write_json', 'mark_complete',
-           'is_complete', 'check_positive', 'check_nonneg', 'check_fraction', 'check_choice', 'check_device',
-           'check_out_dir', 'run_lock', 'torch_threads', 'chunks', 'progress']
+__all__ = ['MARKER', 'LOCK_NAME', 'Sat2CapError', 'Sat2CapWarning', 'warn', 'seed_everything', 'data_path', 'atomic_path',
+           'write_json', 'mark_complete', 'is_complete', 'check_positive', 'check_nonneg', 'check_fraction',
+           'check_choice', 'check_device', 'check_out_dir', 'run_lock', 'torch_threads', 'chunks', 'progress']
 
 # %% ../nbs/00_core.ipynb #8c3c9953
 class Sat2CapError(Exception):
     "An error caused by user input; the CLI prints its message alone and exits 2."
+
+class Sat2CapWarning(UserWarning):
+    "Something the user should know that did not stop the work; the CLI prints it as one line."
+
+def warn(msg:str, # one line naming what happened and what was done instead
+        ):
+    "Issue a `Sat2CapWarning` with `msg`."
+    warnings.warn(msg, Sat2CapWarning, stacklevel=2)
 
 # %% ../nbs/00_core.ipynb #60649f7f
 def seed_everything(seed:int=0, # seed for python, numpy and torch

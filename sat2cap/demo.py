@@ -8,7 +8,7 @@ import json, hashlib, shutil, time
 from dataclasses import dataclass, asdict
 from pathlib import Path
 from fastcore.script import call_parse, store_true
-from .core import Sat2CapError, write_json, progress
+from .core import Sat2CapError, write_json, progress, check_out_dir
 
 # %% auto #0
 __all__ = ['QUICK', 'PAPER_PROMPTS', 'DemoConfig', 'stage_hash', 'run_stage', 'world_stage', 'clip_stage', 'train_stage',
@@ -207,6 +207,7 @@ def demo_cli(out:str="demo_out", # folder for every stage and the report
              quick:store_true=False, # tiny settings: finishes in a few minutes
             ):
     "Generate SynthWorld, pretrain the tiny CLIP, train and evaluate Sat2Cap, draw every figure, write a report."
+    check_out_dir(out)
     t0 = time.time(); report = demo(out, quick)
     print(f"[demo] finished in {time.time() - t0:.0f} s; report: {report}")
     print(report.read_text().split("## Figures")[0])

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 import open_clip
 from open_clip.pretrained import get_pretrained_cfg
 from fastcore.script import call_parse
-from .core import Sat2CapError, seed_everything, atomic_path, write_json, progress
+from .core import Sat2CapError, seed_everything, atomic_path, write_json, progress, check_positive, check_nonneg, check_choice, check_device, check_out_dir
 
 # %% auto #0
 __all__ = ['TINY', 'CONFIG_NAME', 'WEIGHTS_NAME', 'SAT2CAP_OVERHEAD_MEAN', 'SAT2CAP_OVERHEAD_STD', 'tiny_config_path',
@@ -391,6 +391,12 @@ def pretrain_clip_cli(data:str,              # SynthWorld folder (from `sat2cap 
                      ):
     "Pretrain the embedded CLIP on SynthWorld ground photos and captions; print held-out retrieval as JSON."
     if out is None: raise Sat2CapError("--out DIR is required: the folder to write the pretrained CLIP into")
+    for k, v in (("--steps", steps), ("--batch-size", batch_size), ("--lr", lr), ("--gallery", gallery), ("--max-train", max_train)): check_positive(k, v)
+    check_nonneg("--seed", seed)
+    check_choice("--eval-split", eval_split, ("val", "test"))
+    check_device(device)
+    check_out_dir(out)
+    if not Path(data).is_dir(): raise Sat2CapError(f"dataset folder {data!r} does not exist")
     m = pretrain_clip(data, out, steps, batch_size, lr, seed, clip, gallery, max_train, eval_split, device=device)
     print(json.dumps({k: v for k, v in m.items() if k != "config"}, indent=2))
     return m

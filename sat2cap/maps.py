@@ -8,7 +8,7 @@ import json, math, datetime as dt
 from pathlib import Path
 import numpy as np, torch
 from fastcore.script import call_parse, store_true
-from .core import Sat2CapError, data_path
+from .core import Sat2CapError, data_path, is_complete, mark_complete
 from .embed import Region, as_region, similarity_map, parse_when, load_region, embed_region
 
 # %% auto #0
@@ -151,10 +151,12 @@ def synth_region(run, # loaded run
     from dataclasses import asdict
     cfg = {**asdict(world.config), "tile_deg": min(step, world.config.tile_deg)}
     out = Path(cache_dir) / f"region-{_key(cfg, bbox, step, image_size, _run_id(run))}"
-    if (out / "region.parquet").exists(): return load_region(out / "region.parquet")
+    if is_complete(out): return load_region(out / "region.parquet")
     fine = SynthWorld(**cfg)
     write_region(out, fine, step, bbox, image_size, workers=1)
-    return embed_region(run, out, out / "region.parquet", mosaic_px=min(image_size, 32))
+    region = embed_region(run, out, out / "region.parquet", mosaic_px=min(image_size, 32))
+    mark_complete(out)                                      # reused only once everything above is written
+    return region
 
 def dataset_region(run, # loaded run
                    data, # SynthWorld dataset folder with region/ shards

@@ -10,16 +10,16 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 from fastcore.script import call_parse
-from .core import Sat2CapError, data_path, write_json, atomic_path, progress
+from .core import Sat2CapError, data_path, write_json, atomic_path, progress, check_positive, check_nonneg, check_out_dir
 
 # %% auto #0
 __all__ = ['VERSION', 'LANDCOVER', 'ACTIVITIES', 'PHASES', 'SEASONS', 'ACTIVITY_PHRASES', 'PLACE_PHRASES', 'TIME_PHRASES',
            'TIME_NOUNS', 'SEASON_PHRASES', 'BBOX', 'RES', 'KM_PER_DEG', 'RIDGES', 'PLACE_WEIGHTS', 'TEXTURES',
-           'SPRITES', 'CLASS_COLORS', 'frac_month', 'sun_hours', 'daylight', 'is_night', 'day_phase', 'season',
-           'land_mask', 'coast_km', 'value_noise', 'fractal_noise', 'load_cities', 'WorldConfig', 'SynthWorld',
-           'temperature', 'make_caption', 'caption_vocabulary', 'prompt_concepts', 'concept_truth', 'render_overhead',
-           'render_ground', 'region_grid', 'region_truth', 'write_region', 'write_synthworld', 'pick_triplets',
-           'plot_triplets', 'region_frame', 'plot_landcover_map', 'synthworld_cli']
+           'SPRITES', 'PARTIAL', 'MAX_REGION_TILES', 'CLASS_COLORS', 'frac_month', 'sun_hours', 'daylight', 'is_night',
+           'day_phase', 'season', 'land_mask', 'coast_km', 'value_noise', 'fractal_noise', 'load_cities', 'WorldConfig',
+           'SynthWorld', 'temperature', 'make_caption', 'caption_vocabulary', 'prompt_concepts', 'concept_truth',
+           'render_overhead', 'render_ground', 'region_grid', 'region_truth', 'write_region', 'write_synthworld',
+           'pick_triplets', 'plot_triplets', 'region_frame', 'plot_landcover_map', 'synthworld_cli']
 
 # %% ../nbs/00_synthworld.ipynb #7c84a7ee
 VERSION = "1"
@@ -926,7 +926,7 @@ def _write_shard(task:dict) -> tuple:
     import webdataset as wds
     S, G, q = task["image_size"], task["ground_size"], task["quality"]
     over = {}
-    with open(task["path"], "wb") as f:
+    with atomic_path(task["path"]) as tmp, open(tmp, "wb") as f:    # a killed writer leaves a hidden .tmp, never a short .tar
         tw = wds.TarWriter(f, mtime=0.0, encoder=False)
         for r in task["records"]:
             t = r["tile_id"]
@@ -1039,18 +1039,31 @@ def write_region(out, # dataset folder; writes out/region/*.tar and out/truth/re
     return dict(tiles=len(df), shards=len(res), step=step or world.config.region_step, bbox=list(bbox or BBOX))
 
 # %% ../nbs/00_synthworld.ipynb #a52368ba
-def _check_out(out:Path, n_samples:int, image_size:int, ground_size:int):
-    "Validate arguments and the output folder; clear a previous SynthWorld there."
-    if n_samples <= 0: raise Sat2CapError(f"n_samples must be positive, got {n_samples}")
+PARTIAL = ".synthworld-partial"   # present while a SynthWorld is being written into a folder
+MAX_REGION_TILES = 4_000_000      # region grids larger than this are refused (memory and hours of rendering)
+
+def _check_region_step(step:float):
+    "Raise unless `step` gives a region grid of CONUS with between 1 and MAX_REGION_TILES tiles."
+    check_positive("region_step", step)
+    n = math.ceil((BBOX[2] - BBOX[0]) / step) * math.ceil((BBOX[3] - BBOX[1]) / step)
+    if n > MAX_REGION_TILES: raise Sat2CapError(f"region_step {step} would make a grid of {n:,} tiles (at most {MAX_REGION_TILES:,}); use a larger step")
+    if not len(region_grid(step)["lat"]): raise Sat2CapError(f"region_step {step} is too large: the region grid has no land tile")
+
+def _check_out(out:Path, n_samples:int, image_size:int, ground_size:int, region_step:float=0.5, workers:int=1, seed:int=0):
+    "Validate arguments and the output folder (before any work); clear a previous (or interrupted) SynthWorld there."
+    check_positive("n_samples", n_samples)
+    check_nonneg("workers", workers)
+    check_nonneg("seed", seed)
     for name, v in (("image_size", image_size), ("ground_size", ground_size)):
         if not 16 <= v <= 1024: raise Sat2CapError(f"{name} must be between 16 and 1024 px, got {v}")
-    if out.exists() and not out.is_dir(): raise Sat2CapError(f"output {str(out)!r} exists and is not a folder")
+    _check_region_step(region_step)
+    check_out_dir(out)
     if out.exists() and any(out.iterdir()):
         m = out / "manifest.json"
         try: ok = json.loads(m.read_text()).get("kind") == "synthworld"
-        except Exception: ok = False
+        except Exception: ok = (out / PARTIAL).exists()
         if not ok: raise Sat2CapError(f"output folder {str(out)!r} is not empty and holds no SynthWorld manifest; choose an empty or new folder")
-        m.unlink()
+        m.unlink(missing_ok=True)
         for d in [*_SPLITS, "region", "truth"]: shutil.rmtree(out / d, ignore_errors=True)
 
 def _balance(photos:dict, tiles:dict, split:int) -> dict:
@@ -1074,7 +1087,9 @@ def write_synthworld(out, # output folder (created; a previous SynthWorld there 
     "Write a SynthWorld dataset (shards, region grid, truth, manifest) to `out`; return the manifest."
     import pandas as pd, webdataset   # imported once here, inherited by the forked workers
     out, ground_size = Path(out), ground_size or image_size
-    _check_out(out, n_samples, image_size, ground_size)
+    _check_out(out, n_samples, image_size, ground_size, region_step, workers, seed)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / PARTIAL).touch()                                    # until the manifest is written
     world = SynthWorld(seed, region_step=region_step, **kwargs)
     _coast_field(); _cells()                                   # computed once, shared with forked workers
     tiles, photos = _photo_records(world, n_samples)
@@ -1094,6 +1109,7 @@ def write_synthworld(out, # output folder (created; a previous SynthWorld there 
                landcover=LANDCOVER, activities=ACTIVITIES, phases=PHASES, seasons=SEASONS, config=asdict(world.config),
                keys=["groundlevel.jpg", "overhead.jpg", "metadata.json", "caption.txt", "truth.json"])
     write_json(man, out / "manifest.json")
+    (out / PARTIAL).unlink()
     return man
 
 # %% ../nbs/00_synthworld.ipynb #9824e37f
@@ -1181,6 +1197,7 @@ def synthworld_cli(out:str, # output folder
                    workers:int=2, # processes rendering shards
                   ):
     "Generate a SynthWorld dataset as webdataset shards with a region grid, truth and manifest."
+    check_nonneg("ground_size", ground_size)
     man = write_synthworld(out, n_samples, seed, image_size, ground_size or None, region_step, workers)
     c = man["counts"]
     print(f"SynthWorld seed {seed} -> {out}: " + ", ".join(f"{s} {c[s]['samples']} samples / {c[s]['tiles']} tiles" for s in _SPLITS)

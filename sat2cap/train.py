@@ -16,15 +16,20 @@ import torch.distributed as dist
 from safetensors.torch import save_model, load_model
 from fastcore.script import call_parse, store_true
 from .core import Sat2CapError, seed_everything, atomic_path, write_json, progress, torch_threads
+import sys, pickle, hashlib, tarfile
+from safetensors import SafetensorError
+from .core import warn, run_lock, check_positive, check_nonneg, check_fraction, check_choice, check_device, check_out_dir
+from .encoders import TINY, CONFIG_NAME, tiny_config_path
 from .dynamic import Sat2Cap
 from .loss import MemoryBankLoss, ground_cache
 
 # %% auto #0
-__all__ = ['PAPER', 'META', 'PRESETS', 'TrainConfig', 'setup_dist', 'autocast', 'barrier', 'rng_state', 'set_rng_state',
-           'preserve_rng', 'rank_slice', 'batch_stream', 'save_checkpoint', 'complete_checkpoints', 'load_checkpoint',
-           'make_optimizer', 'make_schedule', 'TrainStep', 'pair_ranks', 'retrieval_metrics', 'embed_samples',
-           'evaluate', 'setup_run', 'train', 'validate', 'Run', 'load_run', 'evaluate_run', 'make_config', 'train_cli',
-           'evaluate_cli']
+__all__ = ['PAPER', 'META', 'BROKEN', 'PRESETS', 'RUN_FILES', 'TrainConfig', 'setup_dist', 'autocast', 'barrier', 'rng_state',
+           'set_rng_state', 'preserve_rng', 'rank_slice', 'batch_stream', 'save_checkpoint', 'complete_checkpoints',
+           'load_checkpoint', 'make_optimizer', 'make_schedule', 'TrainStep', 'pair_ranks', 'retrieval_metrics',
+           'embed_samples', 'evaluate', 'setup_run', 'train', 'validate', 'Run', 'load_run', 'evaluate_run',
+           'is_tiny_clip', 'data_fingerprint', 'count_samples', 'run_state', 'clear_run', 'check_config', 'make_config',
+           'train_cli', 'evaluate_cli']
 
 # %% ../nbs/05_train.ipynb #7f938cfe
 @dataclass
@@ -32,6 +37,8 @@ class TrainConfig:
     data: str = ""                  # dataset folder holding train/ and val/ webdataset shards
     out: str = "runs/sat2cap"       # run folder: config.json, metrics.jsonl, clip/, cache/, checkpoints/
     clip: str = "tiny"              # CLIP for load_clip: tiny | ViT-B-32:openai | model folder | checkpoint
+    preset: str = "synthworld"      # preset the defaults came from: synthworld (tiny CLIP) | paper (real CLIPs)
+    data_fingerprint: str = ""      # hash of the train/val shard names and sizes (resume checks DATA against it)
     steps: int = 1500               # optimizer steps in total (a resumed run can raise it)
     batch_size: int = 64            # samples per step on each rank
     queue_size: int = 9600          # K ground embeddings in the memory bank (capped at half the training set)
@@ -62,13 +69,24 @@ class TrainConfig:
     def save(self, path): return write_json(asdict(self), path)
 
     @classmethod
-    def load(cls, path):
-        "Read a config written by `save`, ignoring unknown fields."
-        d = json.loads(Path(path).read_text()); names = {f.name for f in dataclasses.fields(cls)}
-        cfg = cls(**{k: v for k, v in d.items() if k in names}); cfg.betas = tuple(cfg.betas)
+    def from_dict(cls, d:dict, source:str="config"):
+        "Build a config from a saved dict, ignoring (with a warning) keys this version does not know."
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown: warn(f"{source}: ignoring unknown config keys {', '.join(unknown)}")
+        cfg = cls(**{k: v for k, v in d.items() if k in names})
+        cfg.betas = tuple(cfg.betas)
         return cfg
 
-PAPER = dict(lr=1e-5, batch_size=128, steps=100_000, T_0=10_000, eval_every=2000, ckpt_every=2000, num_workers=8)
+    @classmethod
+    def load(cls, path):
+        "Read a config written by `save`, ignoring unknown fields with a warning."
+        try: d = json.loads(Path(path).read_text())
+        except (OSError, ValueError) as e: raise Sat2CapError(f"cannot read run config {path}: {e}") from e
+        return cls.from_dict(d, str(path))
+
+PAPER = dict(lr=1e-5, betas=(0.9, 0.98), queue_size=9600, batch_size=128, steps=100_000, T_0=10_000,
+             eval_every=2000, ckpt_every=2000, num_workers=8)  # with the default RandomResizedCrop + RandAugment and cosine restarts
 
 # %% ../nbs/05_train.ipynb #cbca0b44
 def setup_dist(device:str="", # "" = cuda:LOCAL_RANK when CUDA is available, else cpu
@@ -173,23 +191,37 @@ def save_checkpoint(run:Path, # run folder
     return ck
 
 def complete_checkpoints(run) -> list:
-    "Return the complete checkpoint folders of `run`, oldest first."
+    "Return the complete checkpoint folders of `run`, oldest first (intact or not: see `load_checkpoint`)."
     return sorted(p.parent for p in (Path(run) / "checkpoints").glob("step-*/COMPLETE"))
 
-def load_checkpoint(ck:Path, model, loss_fn=None, opt=None, sched=None, rank:int=0) -> dict:
-    "Load weights (and optimizer, scheduler, this rank's RNG when given) from `ck`; return its meta.json."
-    ck = Path(ck)
-    if not (ck / "COMPLETE").exists(): raise Sat2CapError(f"checkpoint {ck} is incomplete (no COMPLETE marker)")
+BROKEN = (OSError, ValueError, KeyError, RuntimeError, EOFError, pickle.UnpicklingError, SafetensorError)  # what a damaged file raises
+
+def _reason(e:Exception) -> str:
+    "Return the first line of an exception's message, shortened."
+    return (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+
+def _load_one(ck:Path, model, loss_fn, opt, sched, rank:int) -> dict:
+    "Load checkpoint `ck` into the given objects; return its meta.json (raises one of BROKEN when a file is damaged)."
+    meta = json.loads((ck / "meta.json").read_text())
     load_model(model, str(ck / "model.safetensors"))
     if loss_fn is not None: load_model(loss_fn, str(ck / "loss.safetensors"))
-    if opt is not None:
-        st = torch.load(ck / "state.pt", weights_only=True, map_location="cpu")
-        opt.load_state_dict(st["optimizer"]); sched.load_state_dict(st["scheduler"])
-    meta = json.loads((ck / "meta.json").read_text())
-    if opt is not None:
-        if not (ck / f"rng-{rank}.pt").exists(): raise Sat2CapError(f"{ck} was written by {meta['world_size']} ranks; resume with the same number")
-        meta["rng"] = torch.load(ck / f"rng-{rank}.pt", weights_only=True)
+    if opt is None: return meta
+    if not (ck / f"rng-{rank}.pt").exists(): raise Sat2CapError(f"{ck} was written by {meta['world_size']} ranks; resume with the same number")
+    st = torch.load(ck / "state.pt", weights_only=True, map_location="cpu")
+    opt.load_state_dict(st["optimizer"])
+    sched.load_state_dict(st["scheduler"])
+    meta["rng"] = torch.load(ck / f"rng-{rank}.pt", weights_only=True)
     return meta
+
+def load_checkpoint(ck:Path, model, loss_fn=None, opt=None, sched=None, rank:int=0) -> dict:
+    "Load `ck`, or the newest intact complete checkpoint before it if a file of `ck` is damaged (with a warning); return its meta.json."
+    ck = Path(ck)
+    if not (ck / "COMPLETE").exists(): raise Sat2CapError(f"checkpoint {ck} is incomplete (no COMPLETE marker)")
+    older = [c for c in complete_checkpoints(ck.parent.parent) if c.name < ck.name]
+    for c in [ck, *reversed(older)]:
+        try: return _load_one(c, model, loss_fn, opt, sched, rank)
+        except BROKEN as e: warn(f"checkpoint {c} is damaged ({_reason(e)}); trying the one before it")
+    raise Sat2CapError(f"no intact checkpoint in {ck.parent}: {ck.name} and every older one are damaged")
 
 # %% ../nbs/05_train.ipynb #0fe23088
 def make_optimizer(module:nn.Module, cfg:TrainConfig) -> torch.optim.Optimizer:
@@ -371,23 +403,36 @@ class Run:
     path: Path = None                            # run folder
     step: int = 0                                # step of the loaded checkpoint
 
+def _run_config(ck:Path, run:Path) -> TrainConfig:
+    "Return the config saved in checkpoint `ck`, with `out` set to the folder it was loaded from."
+    cfg = TrainConfig.from_dict(json.loads((ck / "meta.json").read_text())["config"], str(ck / "meta.json"))
+    cfg.out = str(run)
+    return cfg
+
 def load_run(run, # run folder written by `train`
-             step:int|None=None, # checkpoint step (None: the latest complete one)
+             step:int|None=None, # checkpoint step (None: the latest intact complete one)
              device:str="cpu", # where to put the models
             ) -> Run:
-    "Load a trained run's model, CLIP, config and overhead transform."
+    "Load a trained run's model, CLIP, config and overhead transform (falling back to an older checkpoint if the newest is damaged)."
     from sat2cap.encoders import load_clip
     from sat2cap.data import overhead_eval_transform
-    run = Path(run); cks = {int(p.name.split("-")[1]): p for p in complete_checkpoints(run)}
+    run = Path(run)
+    if not run.is_dir(): raise Sat2CapError(f"run folder {str(run)!r} does not exist")
+    cks = {int(p.name.split("-")[1]): p for p in complete_checkpoints(run)}
     if not cks: raise Sat2CapError(f"no complete checkpoint in {run / 'checkpoints'}")
     if step is not None and step not in cks: raise Sat2CapError(f"no complete checkpoint for step {step} in {run}; have {sorted(cks)}")
-    ck = cks[max(cks) if step is None else step]
-    cfg = TrainConfig(**{**json.loads((ck / "meta.json").read_text())["config"]})
-    clip = load_clip(str(run / "clip") if (run / "clip").exists() else cfg.clip, device=device)
-    seed_everything(cfg.seed)                              # model init independent of what ran before
-    model = Sat2Cap.from_clip(clip).to(device).train()
-    meta = load_checkpoint(ck, model)
-    return Run(model.eval(), clip, cfg, overhead_eval_transform(clip.image_size, cfg.overhead_mean, cfg.overhead_std), run, meta["step"])
+    for s in ([step] if step is not None else sorted(cks, reverse=True)):
+        try:
+            cfg = _run_config(cks[s], run)
+            clip = load_clip(str(run / "clip") if (run / "clip").exists() else cfg.clip, device=device)
+            seed_everything(cfg.seed)                      # model init independent of what ran before
+            model = Sat2Cap.from_clip(clip).to(device).train()
+            meta = _load_one(cks[s], model, None, None, None, 0)
+        except BROKEN as e:
+            warn(f"checkpoint {cks[s]} is damaged ({_reason(e)}); trying the one before it")
+            continue
+        return Run(model.eval(), clip, cfg, overhead_eval_transform(clip.image_size, cfg.overhead_mean, cfg.overhead_std), run, meta["step"])
+    raise Sat2CapError(f"no intact checkpoint in {run / 'checkpoints'}: every complete one is damaged")
 
 # %% ../nbs/05_train.ipynb #b75c218a
 class _ImageOnly(nn.Module):
@@ -420,16 +465,110 @@ def evaluate_run(run, # a `Run` or a run folder
 
 # %% ../nbs/05_train.ipynb #b8d9d463
 PRESETS = {"synthworld": {}, "paper": PAPER}
+RUN_FILES = ("config.json", "metrics.jsonl", "overhead_stats.json", "checkpoints", "clip", "cache", "maps")  # what `train` writes into a run
 
-def make_config(data:str, out:str, preset:str="synthworld", resume:bool=False, **overrides) -> TrainConfig:
-    "Build the config of a fresh run from a preset, or of a resumed one from its saved config; apply `overrides`."
-    if preset not in PRESETS: raise Sat2CapError(f"unknown preset {preset!r}: choose from {', '.join(PRESETS)}")
-    saved = Path(out) / "config.json"
-    cfg = TrainConfig.load(saved) if resume and saved.exists() else TrainConfig(data=str(data), out=str(out), **PRESETS[preset])
+def is_tiny_clip(spec:str, # a --clip value
+                ) -> bool:
+    "Return True when `spec` is the embedded tiny CLIP: `tiny`, or a folder holding a saved tiny CLIP."
+    if spec in ("tiny", TINY): return True
+    f = Path(spec) / CONFIG_NAME
+    if not f.is_file(): return False
+    try: cfg = json.loads(f.read_text()).get("model_cfg", {})
+    except ValueError: return False
+    return cfg.get("vision_cfg") == json.loads(tiny_config_path().read_text())["vision_cfg"]
+
+def data_fingerprint(data, # dataset folder
+                    ) -> str:
+    "Return a short hash of the names and sizes of `data`'s train and val shards (the same data moved keeps it)."
+    files = [(f"{s}/{p.name}", p.stat().st_size) for s in ("train", "val") for p in sorted((Path(data) / s).glob("*.tar"))]
+    return hashlib.sha1(json.dumps(files).encode()).hexdigest()[:16]
+
+def count_samples(shards:list, # webdataset .tar shards
+                  stop_at:int|None=None, # stop counting once this many are found
+                 ) -> int:
+    "Count samples with an overhead image in `shards` from the tar headers alone (no decoding)."
+    n = 0
+    for s in shards:
+        try:
+            with tarfile.open(s) as tf: n += len({Path(m.name).name.split(".", 1)[0] for m in tf if m.name.endswith(".overhead.jpg")})
+        except (tarfile.TarError, OSError): continue      # damaged shards are the reader's to report
+        if stop_at and n >= stop_at: break
+    return n
+
+def run_state(out) -> str:
+    "Describe what folder `out` holds from an earlier run ('' when it holds none)."
+    out = Path(out)
+    cks = complete_checkpoints(out) if out.is_dir() else []
+    if cks: return f"a run with checkpoints up to {cks[-1].name}"
+    found = [n for n in ("config.json", "metrics.jsonl", "checkpoints") if (out / n).exists()]
+    return f"a run ({', '.join(found)})" if found else ""
+
+def clear_run(out):
+    "Delete what an earlier `train` wrote into `out` (checkpoints, metrics, config, caches); keep anything else."
+    for n in RUN_FILES:
+        p = Path(out) / n
+        if p.is_dir(): shutil.rmtree(p)
+        elif p.exists(): p.unlink()
+
+# %% ../nbs/05_train.ipynb #0bbb5e87
+def check_config(cfg:TrainConfig):
+    "Raise a one-line Sat2CapError for the first setting of `cfg` that cannot work (before any work starts)."
+    for k in ("steps", "batch_size", "queue_size", "lr", "T_0", "tau", "eval_samples", "ckpt_every", "keep_ckpts", "log_every"):
+        check_positive(f"--{k.replace('_', '-')}", getattr(cfg, k))
+    for k in ("eval_every", "num_workers", "cpu_threads", "seed", "weight_decay", "eta_min"):
+        check_nonneg(f"--{k.replace('_', '-')}", getattr(cfg, k))
+    check_fraction("--meta-dropout", cfg.meta_dropout)
+    for b in cfg.betas: check_fraction("betas", b)
+    if cfg.T_mult < 1: raise Sat2CapError(f"T_mult must be 1 or more, got {cfg.T_mult}")
+    check_choice("--precision", cfg.precision, ("auto", "bf16", "fp32"))
+    check_choice("--preset", cfg.preset, tuple(PRESETS))
+    check_device(cfg.device)
+
+def _check_batch(cfg:TrainConfig):
+    "Refuse a batch larger than the training set (partial batches are dropped, so training would never step)."
+    world = int(os.environ.get("WORLD_SIZE", 1))
+    need = cfg.batch_size * world
+    have = count_samples(_shards(cfg.data, "train"), stop_at=need)
+    if have < need:
+        per = f" ({cfg.batch_size} per process x {world} processes)" if world > 1 else ""
+        raise Sat2CapError(f"--batch-size {need}{per} is larger than the {have} training samples in {Path(cfg.data) / 'train'}; use --batch-size {max(1, have // world)} or less")
+
+def make_config(data:str, # dataset folder with train/ and val/ shards
+                out:str, # run folder
+                preset:str|None=None, # synthworld | paper (None: paper for real CLIPs, synthworld for the tiny one)
+                resume:bool=False, # continue the run in `out` (its saved config, `overrides` applied)
+                overwrite:bool=False, # start afresh even if `out` holds a run (its files are deleted by `clear_run`)
+                **overrides, # TrainConfig fields (None: keep the preset's or saved value)
+               ) -> TrainConfig:
+    "Build and check the config of a fresh run from a preset, or of a resumed one from its saved config; apply `overrides`."
+    if resume and overwrite: raise Sat2CapError("--resume and --overwrite contradict each other: give one")
+    if preset is not None: check_choice("--preset", preset, tuple(PRESETS))
+    check_out_dir(out)
+    if not Path(data, "train").is_dir(): raise Sat2CapError(f"dataset folder {data} has no train/ split")
+    saved, rank0 = Path(out) / "config.json", os.environ.get("RANK", "0") == "0"
+    if resume and saved.exists(): cfg = _resumed(TrainConfig.load(saved), data, out, preset)
+    else:
+        held = run_state(out) if rank0 and not overwrite and not resume else ""
+        if held: raise Sat2CapError(f"--out {out} already holds {held}; pass --resume to continue it or --overwrite to start afresh")
+        clip = overrides.get("clip") or TrainConfig.clip
+        preset = preset or ("synthworld" if is_tiny_clip(clip) else "paper")
+        cfg = TrainConfig(data=str(data), out=str(out), preset=preset, **PRESETS[preset])
+        cfg.data_fingerprint = data_fingerprint(data)
     for k, v in overrides.items():
         if v is not None: setattr(cfg, k, v)
     cfg.resume = resume
-    if not Path(cfg.data, "train").is_dir(): raise Sat2CapError(f"dataset folder {cfg.data} has no train/ split")
+    check_config(cfg)
+    _check_batch(cfg)
+    return cfg
+
+def _resumed(cfg:TrainConfig, data, out, preset:str|None) -> TrainConfig:
+    "Point a saved config at the run folder `out` it was found in and at `data`, after checking `data` is the run's data."
+    if preset is not None and preset != cfg.preset: raise Sat2CapError(f"--preset {preset}: the run in {out} was trained with preset {cfg.preset}")
+    fp = data_fingerprint(data)
+    if cfg.data_fingerprint and fp != cfg.data_fingerprint:
+        raise Sat2CapError(f"{data} is not the data the run in {out} was trained on (its train/val shards differ from {cfg.data}'s); "
+                           "resume with the same dataset or start a new run")
+    cfg.data, cfg.out, cfg.data_fingerprint = str(data), str(out), fp
     return cfg
 
 # %% ../nbs/05_train.ipynb #3d6cadf3
@@ -437,31 +576,41 @@ def make_config(data:str, out:str, preset:str="synthworld", resume:bool=False, *
 def train_cli(data:str, # dataset folder with train/ and val/ webdataset shards
               out:str="runs/sat2cap", # run folder (checkpoints, metrics.jsonl, config.json)
               clip:str=None, # CLIP: tiny | folder from pretrain-clip | ViT-B-32:openai | ARCH:checkpoint (default tiny)
+              preset:str=None, # defaults for unset options: synthworld | paper (default: paper for real CLIPs, synthworld for tiny)
               steps:int=None, # total optimizer steps (preset default)
               batch_size:int=None, # samples per step and process
               queue_size:int=None, # memory-bank size K (default 9600, capped at half the training set)
               lr:float=None, # AdamW learning rate
-              preset:str="synthworld", # defaults for unset options: synthworld | paper
               num_workers:int=None, # data-loader workers per process
               cpu_threads:int=None, # torch threads while training on CPU (0 = torch's default)
-              eval_every:int=None, # steps between validations
+              eval_every:int=None, # steps between validations (0 = never)
               ckpt_every:int=None, # steps between checkpoints
               seed:int=None, # random seed
               precision:str=None, # auto | bf16 | fp32
+              device:str=None, # cpu | cuda | cuda:N (default: cuda when available)
               no_cache:store_true=False, # recompute ground embeddings every step instead of using the cache
-              resume:store_true=False, # continue from the latest complete checkpoint in --out
+              resume:store_true=False, # continue the run in --out from its latest intact checkpoint
+              overwrite:store_true=False, # start afresh in --out, deleting the run it holds
              ):
     "Train Sat2Cap on a dataset of webdataset shards."
-    cfg = make_config(data, out, preset, resume, clip=clip, steps=steps, batch_size=batch_size, queue_size=queue_size, lr=lr,
-                      num_workers=num_workers, cpu_threads=cpu_threads, eval_every=eval_every, ckpt_every=ckpt_every, seed=seed, precision=precision,
-                      use_cache=False if no_cache else None)
-    train(cfg)
-    if int(os.environ.get("RANK", 0)) == 0: print(f"trained {cfg.steps} steps; run in {cfg.out}")
+    opts = dict(clip=clip, steps=steps, batch_size=batch_size, queue_size=queue_size, lr=lr, num_workers=num_workers, cpu_threads=cpu_threads,
+                eval_every=eval_every, ckpt_every=ckpt_every, seed=seed, precision=precision, device=device, use_cache=False if no_cache else None)
+    rank0 = int(os.environ.get("RANK", 0)) == 0
+    with run_lock(out) if rank0 else nullcontext():       # under torchrun rank 0 holds the folder for every rank
+        cfg = make_config(data, out, preset, resume, overwrite, **opts)
+        if overwrite and rank0: clear_run(out)
+        train(cfg)
+    if rank0: print(f"trained {cfg.steps} steps; run in {cfg.out}")
 
 @call_parse
 def evaluate_cli(run:str, # run folder written by `sat2cap train`
                  data:str, # dataset folder with test/ shards
                  gallery:int=1000, # held-out samples in the retrieval gallery
+                 device:str=None, # cpu | cuda | cuda:N (default: cuda when available)
                 ):
     "Print retrieval metrics (CLIP baseline, Sat2Cap without and with metadata) as JSON."
-    print(json.dumps(evaluate_run(run, data, gallery), indent=2))
+    check_positive("--gallery", gallery)
+    check_device(device)
+    if not Path(data).is_dir(): raise Sat2CapError(f"dataset folder {data!r} does not exist")
+    _shards(data, "test")
+    print(json.dumps(evaluate_run(run, data, gallery, device or ""), indent=2))
