@@ -112,7 +112,8 @@ def main(argv:list|None=None, # arguments after `sat2cap`; defaults to sys.argv[
     args = _parse(name, func, argv[1:])
     try: func(**args)
     except Sat2CapError as e:
-        print(f"sat2cap {name}: error: {e}", file=sys.stderr)
+        msg = " ".join(str(e).split())                      # one line, even when a library's message has several
+        print(f"sat2cap {name}: error: {msg}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         print(f"sat2cap {name}: interrupted", file=sys.stderr)

@@ -158,7 +158,7 @@ def _holder(f) -> str:
 def run_lock(folder, # run folder (created if needed)
             ):
     "Hold an exclusive lock on `folder` in the block; raise naming the holder if another process has it."
-    folder = Path(folder)
+    folder = check_out_dir(folder)
     folder.mkdir(parents=True, exist_ok=True)
     f = open(folder / LOCK_NAME, "a+")
     try:

@@ -17,6 +17,7 @@ from safetensors.torch import save_model, load_model
 from fastcore.script import call_parse, store_true
 from .core import Sat2CapError, seed_everything, atomic_path, write_json, progress, torch_threads
 import sys, pickle, hashlib, tarfile
+import open_clip
 from safetensors import SafetensorError
 from .core import warn, run_lock, check_positive, check_nonneg, check_fraction, check_choice, check_device, check_out_dir
 from .encoders import TINY, CONFIG_NAME, tiny_config_path
@@ -28,8 +29,8 @@ __all__ = ['PAPER', 'META', 'BROKEN', 'PRESETS', 'RUN_FILES', 'TrainConfig', 'se
            'set_rng_state', 'preserve_rng', 'rank_slice', 'batch_stream', 'save_checkpoint', 'complete_checkpoints',
            'load_checkpoint', 'make_optimizer', 'make_schedule', 'TrainStep', 'pair_ranks', 'retrieval_metrics',
            'embed_samples', 'evaluate', 'setup_run', 'train', 'validate', 'Run', 'load_run', 'evaluate_run',
-           'is_tiny_clip', 'data_fingerprint', 'count_samples', 'run_state', 'clear_run', 'check_config', 'make_config',
-           'train_cli', 'evaluate_cli']
+           'is_tiny_clip', 'check_clip', 'data_fingerprint', 'count_samples', 'run_state', 'clear_run', 'check_config',
+           'make_config', 'train_cli', 'evaluate_cli']
 
 # %% ../nbs/05_train.ipynb #7f938cfe
 @dataclass
@@ -477,6 +478,17 @@ def is_tiny_clip(spec:str, # a --clip value
     except ValueError: return False
     return cfg.get("vision_cfg") == json.loads(tiny_config_path().read_text())["vision_cfg"]
 
+def check_clip(spec:str, # a --clip value
+              ) -> str:
+    "Raise unless `spec` can name a CLIP (cheap: names and files only; the weights are read when training starts)."
+    if is_tiny_clip(spec) or Path(spec).is_dir() or spec.startswith("hf-hub:"): return spec
+    arch, sep, tag = spec.partition(":")
+    if arch not in open_clip.list_models():
+        raise Sat2CapError(f"--clip {spec!r}: unknown CLIP model {arch!r}; use tiny, a folder from pretrain-clip, ARCH, ARCH:TAG or ARCH:CHECKPOINT (e.g. ViT-B-32:openai)")
+    if sep and tag not in open_clip.list_pretrained_tags_by_model(arch) and not Path(tag).is_file():
+        raise Sat2CapError(f"--clip {spec!r}: {tag!r} is neither a pretrained tag of {arch} nor a checkpoint file")
+    return spec
+
 def data_fingerprint(data, # dataset folder
                     ) -> str:
     "Return a short hash of the names and sizes of `data`'s train and val shards (the same data moved keeps it)."
@@ -523,6 +535,7 @@ def check_config(cfg:TrainConfig):
     check_choice("--precision", cfg.precision, ("auto", "bf16", "fp32"))
     check_choice("--preset", cfg.preset, tuple(PRESETS))
     check_device(cfg.device)
+    check_clip(cfg.clip)
 
 def _check_batch(cfg:TrainConfig):
     "Refuse a batch larger than the training set (partial batches are dropped, so training would never step)."
