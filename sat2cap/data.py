@@ -209,12 +209,13 @@ def decode_sample(raw:dict, # webdataset sample: `__key__`, `__url__` and raw by
                   seed:int|None=None, # seed for the transforms
                   with_overhead:bool=True, # require and decode `overhead.jpg` (False: photo-caption pairs only)
                   with_caption:bool=False, # require a non-empty `caption.txt`
+                  with_meta:bool=True, # require and parse `metadata.json` (False: photo-caption pairs need none)
                  ) -> dict:
     "Turn one raw shard sample into a sample dict; raise `BadSample` naming key, shard and reason."
     key, url = raw["__key__"], raw.get("__url__", "?")
     where = f"sample {key!r} in shard {url}"
-    meta = _json(raw, "metadata.json", where)
-    out = dict(key=key, url=url) | parse_metadata(meta, where, date=with_date)
+    meta = _json(raw, "metadata.json", where) if with_meta else {}
+    out = dict(key=key, url=url) | (parse_metadata(meta, where, date=with_date) if with_meta else {})
     out["caption"] = _text(raw, "caption.txt", where)
     if with_caption and not out["caption"]: raise BadSample("missing caption.txt", "no caption.txt or an empty one", where)
     if "truth.json" in raw: out["truth"] = _json(raw, "truth.json", where)
@@ -359,12 +360,14 @@ class CrossViewDataset(IterableDataset):
                  world_size:int|None=None, # number of ranks (None: WORLD_SIZE env or torch.distributed)
                  with_overhead:bool=True, # require and decode `overhead.jpg`
                  with_caption:bool=False, # require a non-empty `caption.txt`
+                 with_meta:bool=True, # require and parse `metadata.json`
                  keys=None, # read only the samples with these keys (None: all)
                 ):
         self.urls = resolve_shards(shards)
         self.overhead_tf, self.ground_tf, self.shuffle, self.seed = overhead_tf, ground_tf, int(shuffle), seed
         self.strict = _STRICT.get() if strict is None else strict
-        self.opts = dict(with_ground=with_ground, decode_ground=decode_ground, with_date=with_date, with_overhead=with_overhead, with_caption=with_caption)
+        self.opts = dict(with_ground=with_ground, decode_ground=decode_ground, with_date=with_date, with_overhead=with_overhead,
+                         with_caption=with_caption, with_meta=with_meta)
         self.keys = None if keys is None else set(keys)
         self.rank, self.world_size = rank, world_size
         self.skips, self.epoch, self.managed, self.last_report = SkipCounter(), 0, False, None
@@ -429,7 +432,7 @@ def read_samples(shards, # folder, glob, brace notation, path or list (see `reso
                  limit:int|None=None, # stop after this many samples
                  strict:bool|None=None, # raise on a bad sample or cut-short shard (None: `strict_reading`'s default)
                  keys=None, # read only the samples with these keys
-                 **opts, # `decode_sample` options: with_ground, decode_ground, with_date, with_overhead, with_caption
+                 **opts, # `decode_sample` options: with_ground, decode_ground, with_date, with_overhead, with_caption, with_meta
                 ):
     "Yield sample dicts in file order through the one shard reader, skipping (and counting) bad samples."
     ds = CrossViewDataset(split_shards(shards, split) if split else shards, strict=strict, keys=keys, **opts)
