@@ -18,6 +18,7 @@ from fastcore.script import call_parse, store_true
 from .core import Sat2CapError, seed_everything, atomic_path, write_json, progress, torch_threads
 from .dynamic import Sat2Cap
 from .loss import MemoryBankLoss, ground_cache
+from .data import split_shards, strict_reading
 
 # %% auto #0
 __all__ = ['PAPER', 'META', 'PRESETS', 'TrainConfig', 'setup_dist', 'autocast', 'barrier', 'rng_state', 'set_rng_state',
@@ -259,11 +260,6 @@ def evaluate(model:Sat2Cap, emb:dict, use_meta:bool=True) -> dict:
     return retrieval_metrics(e, F.normalize(emb["ground"], dim=-1))
 
 # %% ../nbs/05_train.ipynb #040430ce
-def _shards(data, split:str) -> list:
-    s = sorted(glob.glob(str(Path(data) / split / "*.tar")))
-    if not s: raise Sat2CapError(f"no {split} shards (*.tar) in {Path(data) / split}")
-    return s
-
 def _log(run:Path, rec:dict):
     with open(Path(run) / "metrics.jsonl", "a") as f: f.write(json.dumps(rec) + "\n")
 
@@ -283,7 +279,7 @@ def setup_run(cfg:TrainConfig, rank:int=0, world:int=1, device:str="cpu") -> dic
     from sat2cap.encoders import load_clip, save_clip, GroundEncoder
     from sat2cap.data import overhead_train_transform, overhead_eval_transform, overhead_stats
     run = Path(cfg.out); run.mkdir(parents=True, exist_ok=True)
-    train_sh, val_sh = _shards(cfg.data, "train"), _shards(cfg.data, "val")
+    train_sh, val_sh = split_shards(cfg.data, "train"), split_shards(cfg.data, "val")
     clip = load_clip(cfg.clip, device=device, seed=cfg.seed)
     cache_dir = cfg.cache_dir or run / "cache"
     if rank == 0:                                         # rank 0 computes, the others read what it wrote
@@ -405,7 +401,7 @@ def evaluate_run(run, # a `Run` or a run folder
     from sat2cap.encoders import GroundEncoder
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     run = run if isinstance(run, Run) else load_run(run, device=device)
-    shards, enc = _shards(data, "test"), GroundEncoder(run.clip).to(device)
+    shards, enc = split_shards(data, "test"), GroundEncoder(run.clip).to(device)
     emb = embed_samples(run.model, shards, run.overhead_transform, gallery, enc, run.clip.preprocess, device=device)
     base = embed_samples(_ImageOnly(enc), shards, run.clip.preprocess, gallery, device=device)
     assert base["key"] == emb["key"]
@@ -450,18 +446,20 @@ def train_cli(data:str, # dataset folder with train/ and val/ webdataset shards
               precision:str=None, # auto | bf16 | fp32
               no_cache:store_true=False, # recompute ground embeddings every step instead of using the cache
               resume:store_true=False, # continue from the latest complete checkpoint in --out
+              strict:store_true=False, # stop at the first bad sample or cut-short shard, naming shard and key (default: skip and count)
              ):
     "Train Sat2Cap on a dataset of webdataset shards."
     cfg = make_config(data, out, preset, resume, clip=clip, steps=steps, batch_size=batch_size, queue_size=queue_size, lr=lr,
                       num_workers=num_workers, cpu_threads=cpu_threads, eval_every=eval_every, ckpt_every=ckpt_every, seed=seed, precision=precision,
                       use_cache=False if no_cache else None)
-    train(cfg)
+    with strict_reading(strict): train(cfg)
     if int(os.environ.get("RANK", 0)) == 0: print(f"trained {cfg.steps} steps; run in {cfg.out}")
 
 @call_parse
 def evaluate_cli(run:str, # run folder written by `sat2cap train`
                  data:str, # dataset folder with test/ shards
                  gallery:int=1000, # held-out samples in the retrieval gallery
+                 strict:store_true=False, # stop at the first bad sample or cut-short shard, naming shard and key (default: skip and count)
                 ):
     "Print retrieval metrics (CLIP baseline, Sat2Cap without and with metadata) as JSON."
-    print(json.dumps(evaluate_run(run, data, gallery), indent=2))
+    with strict_reading(strict): print(json.dumps(evaluate_run(run, data, gallery), indent=2))
