@@ -123,7 +123,7 @@ def caption_figures(d:Path, run, world, data:Path, steps:int) -> dict:
     cap = C.train_captioner(data, run.clip, d / "captioner", steps=steps)
     res = C.caption_at_times(run, cap, data, limit=100)
     table = C.agreement(world, res)
-    t = max(C.read_samples(data, "test", ground=False), key=lambda s: s["truth"]["landcover"]["beach"])   # the most coastal tile
+    t = max(C.read_samples(data, "test", with_ground=False), key=lambda s: s["truth"]["landcover"]["beach"])   # the most coastal tile
     if t["truth"]["landcover"]["beach"] == 0: raise Sat2CapError(f"no beach tile in the test split of {data}: use more --n-samples")
     rows = C.dynamic_captions(run, cap, t["overhead"], t["lat"], t["lon"], world=world)
     C.plot_caption_table(t["overhead"], rows, path=d / "fig2_dynamic_captions.png")
