@@ -9,6 +9,7 @@ from dataclasses import dataclass, asdict
 from pathlib import Path
 from fastcore.script import call_parse, store_true
 from .core import Sat2CapError, write_json, progress
+from .data import strict_reading
 
 # %% auto #0
 __all__ = ['QUICK', 'PAPER_PROMPTS', 'DemoConfig', 'stage_hash', 'run_stage', 'world_stage', 'clip_stage', 'train_stage',
@@ -205,8 +206,10 @@ def demo(out="demo_out", # folder for every stage and the report
 @call_parse
 def demo_cli(out:str="demo_out", # folder for every stage and the report
              quick:store_true=False, # tiny settings: finishes in a few minutes
+             strict:store_true=False, # stop at the first bad sample or cut-short shard, naming shard and key (default: skip and count)
             ):
     "Generate SynthWorld, pretrain the tiny CLIP, train and evaluate Sat2Cap, draw every figure, write a report."
-    t0 = time.time(); report = demo(out, quick)
+    t0 = time.time()
+    with strict_reading(strict): report = demo(out, quick)
     print(f"[demo] finished in {time.time() - t0:.0f} s; report: {report}")
     print(report.read_text().split("## Figures")[0])
