@@ -434,9 +434,10 @@ def read_samples(shards, # folder, glob, brace notation, path or list (see `reso
                  keys=None, # read only the samples with these keys
                  **opts, # `decode_sample` options: with_ground, decode_ground, with_date, with_overhead, with_caption, with_meta
                 ):
-    "Yield sample dicts in file order through the one shard reader, skipping (and counting) bad samples."
+    "Yield sample dicts in file order through the one shard reader, skipping (and counting) bad samples; log the skip report."
     ds = CrossViewDataset(split_shards(shards, split) if split else shards, strict=strict, keys=keys, **opts)
     yield from islice(ds, limit)
+    if ds.last_report is None: ds.end_pass()                  # stopped at `limit`: report what was read
 
 # %% ../nbs/01_data.ipynb #0fd15630
 def _to_hwc(x, mean=None, std=None) -> np.ndarray:

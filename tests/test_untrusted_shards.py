@@ -116,3 +116,54 @@ def test_demo_readers_ignore_planted_members(planted, tiny_run, tmp_path):
     picked = S.pick_triplets(data, n=3)
     assert len(g.key) == 8 and len(caps) == 8 and len(test) > 0 and len(picked) == 3 and len(tiles.thumbs) > 0
     assert not marker.exists()
+
+
+def rewrite(shard:Path, change):
+    "Rewrite `shard` with `change(name, data)` applied to every member's bytes."
+    with tarfile.open(shard) as src: members = [(m, src.extractfile(m).read()) for m in src.getmembers()]
+    with tarfile.open(shard, "w") as dst:
+        for m, d in members:
+            d = change(m.name, d)
+            m.size = len(d)
+            dst.addfile(m, io.BytesIO(d))
+    return [m.name for m, _ in members]
+
+
+@pytest.fixture(scope="module")
+def damaged(tiny_world, tmp_path_factory):
+    "A copy of `tiny_world` whose train shard has one corrupt groundlevel.jpg and whose test shard is cut short on a header."
+    data = tmp_path_factory.mktemp("damaged") / "data"
+    shutil.copytree(tiny_world, data)
+    train, test = sorted((data / "train").glob("*.tar"))[0], sorted((data / "test").glob("*.tar"))[0]
+    names = [n for n in rewrite(train, lambda n, d: d) if n.endswith(".groundlevel.jpg")]
+    bad = names[2].split(".")[0]
+    rewrite(train, lambda n, d: d[:len(d) // 3] if n == f"{bad}.groundlevel.jpg" else d)
+    with tarfile.open(test) as tf: heads = [m for m in tf.getmembers() if m.name.endswith(".metadata.json")]
+    cut = heads[-2]                                               # cut on the header of the second-last sample's metadata
+    test.write_bytes(test.read_bytes()[:cut.offset])
+    return data, train, bad, test
+
+
+def test_corrupt_ground_jpeg_and_cut_tar(damaged, tiny_run, tmp_path, capfd, caplog):
+    data, train, bad, test = damaged
+    args = ["pretrain-clip", data, "--out", tmp_path / "clip", "--steps", 1, "--batch-size", 8, "--gallery", 5, "--device", "cpu"]
+    with caplog.at_level("WARNING", logger="sat2cap.data"): rc, out, err = call(capfd, *args)
+    assert rc == 0, err[-2000:]
+    n_train = sum(len(tarfile.open(p).getnames()) for p in (data / "train").glob("*.tar")) // 5   # 5 members a sample
+    assert json.loads(out)["train_pairs"] == n_train - 1
+    reports = [r.getMessage() for r in caplog.records if r.getMessage().startswith("skipped")]
+    assert reports[0] == f"skipped 1 of {n_train}: 1 corrupt groundlevel.jpg", reports
+    rc, out, err = call(capfd, *args, "--strict")
+    lines = err.strip().splitlines()
+    assert rc == 2 and len(lines) == 1, err[-2000:]
+    assert lines[0].startswith(f"sat2cap pretrain-clip: error: sample {bad!r} in shard {train}: corrupt groundlevel.jpg: ")
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="sat2cap.data"): rc, out, err = call(capfd, "evaluate", tiny_run, data)
+    assert rc == 0, err[-2000:]
+    cut = [r.getMessage() for r in caplog.records if "cut short" in r.getMessage()]
+    assert len(cut) == 2 and cut[0].startswith(f"shard {test} is cut short after "), cut   # embedded twice: Sat2Cap, CLIP
+    rc, out, err = call(capfd, "evaluate", tiny_run, data, "--strict")
+    lines = err.strip().splitlines()
+    assert rc == 2 and len(lines) == 1 and lines[0].startswith(f"sat2cap evaluate: error: shard {test} is cut short after "), err[-2000:]
+    assert "may be incomplete" in lines[0] and "Traceback" not in err
+    print(reports[0], cut[0], *[l for l in lines], sep="\n")
