@@ -12,14 +12,15 @@ import numpy as np, torch
 import torch.nn as nn
 import torch.nn.functional as F
 from .core import Sat2CapError, seed_everything, atomic_path, write_json, progress, chunks
+from .data import read_samples
 
 # %% auto #0
 __all__ = ['PAD', 'EOS', 'UNK', 'PAPER_TIMES', 'KINDS', 'tokenize', 'WordVocab', 'pad_captions', 'CaptionerConfig', 'PrefixLM',
            'ClipCapDecoder', 'add_noise', 'caption_loss', 'greedy_decode', 'beam_decode', 'Captioner', 'fit_captioner',
-           'save_captioner', 'load_captioner', 'when_fields', 'read_samples', 'ground_embeddings',
-           'ground_caption_pairs', 'as_clip', 'train_captioner', 'encode_overhead', 'at_time', 'dynamic_captions',
-           'plot_caption_table', 'truth_table', 'score_captions', 'caption_heldout', 'caption_at_times', 'agreement',
-           'embedding_gap', 'noise_for', 'GPT2ClipCap', 'GPT2Vocab', 'train_captioner_cli', 'caption_score_cli']
+           'save_captioner', 'load_captioner', 'when_fields', 'month_frac', 'ground_embeddings', 'ground_caption_pairs',
+           'as_clip', 'train_captioner', 'encode_overhead', 'at_time', 'dynamic_captions', 'plot_caption_table',
+           'truth_table', 'score_captions', 'caption_heldout', 'caption_at_times', 'agreement', 'embedding_gap',
+           'noise_for', 'GPT2ClipCap', 'GPT2Vocab', 'train_captioner_cli', 'caption_score_cli']
 
 # %% ../nbs/08_captions.ipynb #2b9e468c
 PAD, EOS, UNK = 0, 1, 2
@@ -270,12 +271,6 @@ def load_captioner(path, # folder written by `save_captioner`
     return Captioner(model, WordVocab(json.loads((path/"vocab.json").read_text())))
 
 # %% ../nbs/08_captions.ipynb #18ed3879
-def _shards(data, split:str) -> list[str]:
-    "Return the sorted shards of `split` in dataset folder `data`, or raise naming the folder."
-    shards = sorted(str(p) for p in (Path(data)/split).glob("*.tar"))
-    if not shards: raise Sat2CapError(f"no shards (*.tar) in {Path(data)/split}")
-    return shards
-
 def when_fields(when:str, # "YYYY-MM-DD HH:MM[:SS.0]"
                ) -> dict:
     "Return `year`, `doy`, `hour` (dynamic encoder) and fractional `month` (SynthWorld truth) of a date-time."
@@ -284,19 +279,10 @@ def when_fields(when:str, # "YYYY-MM-DD HH:MM[:SS.0]"
     mo, d = int(when.strip()[5:7]), int(when.strip()[8:10])
     return dict(m, month=mo + (d - 1) / 30.4)
 
-def read_samples(data, # SynthWorld (or Sat2Cap-format) dataset folder
-                 split:str="test", # train | val | test | region
-                 limit:int|None=None, # stop after this many samples
-                 ground:bool=True, # decode the ground photo (False: none needed, e.g. region tiles)
-                 dated:bool=True, # parse `date_taken` (False for region tiles)
-                ):
-    "Yield a split's samples in file order as dicts (see above)."
-    import itertools
-    from sat2cap.data import CrossViewDataset
-    ds = CrossViewDataset(_shards(data, split), with_ground=ground, decode_ground=ground, with_date=dated)
-    for s in itertools.islice(ds, limit):
-        if dated: s["month_frac"] = s["month"] + (int(s["datetime"][8:10]) - 1) / 30.4
-        yield s
+def month_frac(sample:dict, # a dated sample from `sat2cap.data.read_samples`
+              ) -> float:
+    "Return the fractional month of a sample's date, as SynthWorld's truth uses it."
+    return sample["month"] + (int(sample["datetime"][8:10]) - 1) / 30.4
 
 # %% ../nbs/08_captions.ipynb #9bf308d3
 @torch.no_grad()
@@ -494,7 +480,7 @@ def caption_heldout(run, # loaded Sat2Cap run
             "ground photo": sum((captioner(ground_embeddings(run.clip, [s["ground"] for s in b]), beam) for b in chunks(ss, batch_size)), [])}
     caps.update(_overhead_views(run, captioner, ss, meta, beam, batch_size))
     return dict(captions=caps, lat=np.array([s["lat"] for s in ss]), lon=np.array([s["lon"] for s in ss]),
-                month=np.array([s["month_frac"] for s in ss]), hour=np.array([s["hour"] for s in ss]))
+                month=np.array([month_frac(s) for s in ss]), hour=np.array([s["hour"] for s in ss]))
 
 # %% ../nbs/08_captions.ipynb #8426cb57
 def caption_at_times(run, # loaded Sat2Cap run
@@ -508,7 +494,7 @@ def caption_at_times(run, # loaded Sat2Cap run
                     ) -> dict:
     "Caption each distinct held-out tile at every date/hour in `whens`; return captions and where/when."
     tiles = {}
-    for s in read_samples(data, split, ground=False):
+    for s in read_samples(data, split, with_ground=False):
         tiles.setdefault((s["lat"], s["lon"]), s)
         if len(tiles) >= limit: break
     ss, res = list(tiles.values()), dict(captions={}, lat=[], lon=[], month=[], hour=[])

@@ -4,7 +4,9 @@
 
 # %% ../nbs/01_data.ipynb #6336fb6b
 from __future__ import annotations
-import io, re, glob, json, math, zlib, logging, textwrap
+import io, re, glob, json, math, zlib, tarfile, logging, textwrap
+from contextlib import contextmanager
+from contextvars import ContextVar
 from collections import Counter
 from datetime import datetime
 from itertools import islice
@@ -18,10 +20,12 @@ from torchvision.transforms import v2
 from .core import Sat2CapError, atomic_path, write_json, progress
 
 # %% auto #0
-__all__ = ['OFFICIAL_KEYS', 'SKIP_REASONS', 'DATE_RE', 'resolve_shards', 'encode_jpeg', 'write_shard', 'BadSample', 'parse_date',
-           'date_features', 'parse_metadata', 'SkipCounter', 'decode_image', 'decode_sample', 'CrossViewDataset',
-           'plot', 'overhead_train_transform', 'overhead_eval_transform', 'overhead_stats', 'save_stats', 'load_stats',
-           'collate', 'CrossViewLoader', 'make_loader']
+__all__ = ['OFFICIAL_KEYS', 'SKIP_REASONS', 'DATE_RE', 'KNOWN_MEMBERS', 'resolve_shards', 'encode_jpeg', 'write_shard',
+           'BadSample', 'parse_date', 'date_features', 'parse_metadata', 'SkipCounter', 'decode_image', 'decode_sample',
+           'skip_reason', 'known_member', 'strict_reading', 'tar_samples', 'shard_pipeline', 'report_cut',
+           'CrossViewDataset', 'split_shards', 'read_samples', 'plot', 'overhead_train_transform',
+           'overhead_eval_transform', 'overhead_stats', 'save_stats', 'load_stats', 'collate', 'CrossViewLoader',
+           'make_loader']
 
 # %% ../nbs/01_data.ipynb #b7d96202
 _log = logging.getLogger(__name__)
@@ -81,7 +85,8 @@ def write_shard(path, # destination `.tar`
 SKIP_REASONS = ("missing metadata.json", "bad metadata.json", "missing latitude", "bad latitude",
                 "missing longitude", "bad longitude", "missing date_taken", "bad date_taken",
                 "bad caption.txt", "bad truth.json", "missing overhead.jpg", "corrupt overhead.jpg",
-                "missing groundlevel.jpg", "corrupt groundlevel.jpg")
+                "missing groundlevel.jpg", "corrupt groundlevel.jpg", "missing caption.txt",
+                "truncated shard")   # the sample a cut-short shard ends in
 
 class BadSample(Sat2CapError):
     "A sample that cannot be used; `reason` is one of `SKIP_REASONS`."
@@ -202,18 +207,119 @@ def decode_sample(raw:dict, # webdataset sample: `__key__`, `__url__` and raw by
                   decode_ground:bool=True, # decode it (False when ground embeddings come from a cache)
                   with_date:bool=True, # require and parse `date_taken`
                   seed:int|None=None, # seed for the transforms
+                  with_overhead:bool=True, # require and decode `overhead.jpg` (False: photo-caption pairs only)
+                  with_caption:bool=False, # require a non-empty `caption.txt`
+                  with_meta:bool=True, # require and parse `metadata.json` (False: photo-caption pairs need none)
                  ) -> dict:
     "Turn one raw shard sample into a sample dict; raise `BadSample` naming key, shard and reason."
     key, url = raw["__key__"], raw.get("__url__", "?")
     where = f"sample {key!r} in shard {url}"
-    meta = _json(raw, "metadata.json", where)
-    out = dict(key=key, url=url) | parse_metadata(meta, where, date=with_date)
+    meta = _json(raw, "metadata.json", where) if with_meta else {}
+    out = dict(key=key, url=url) | (parse_metadata(meta, where, date=with_date) if with_meta else {})
     out["caption"] = _text(raw, "caption.txt", where)
+    if with_caption and not out["caption"]: raise BadSample("missing caption.txt", "no caption.txt or an empty one", where)
     if "truth.json" in raw: out["truth"] = _json(raw, "truth.json", where)
-    out["overhead"] = _apply(overhead_tf, _image(raw, "overhead.jpg", where), seed)
+    if with_overhead: out["overhead"] = _apply(overhead_tf, _image(raw, "overhead.jpg", where), seed)
     if with_ground and "groundlevel.jpg" not in raw: raise BadSample("missing groundlevel.jpg", "no groundlevel.jpg", where)
     if with_ground and decode_ground: out["ground"] = _apply(ground_tf, _image(raw, "groundlevel.jpg", where), seed)
     return out | dict(meta=meta)
+
+def skip_reason(raw:dict, # raw sample as `tar_samples` yields it
+                **opts, # `decode_sample` options (with_ground, decode_ground, with_date, ...)
+               ) -> str|None:
+    "Return the reason (one of `SKIP_REASONS`) every reader with these options skips `raw` for, or None if it is kept."
+    try: decode_sample(raw, **opts)
+    except BadSample as e: return e.reason
+    return None
+
+# %% ../nbs/01_data.ipynb #a54e33c4
+KNOWN_MEMBERS = ("jpg", "jpeg", "png", "json", "txt")
+_STRICT = ContextVar("sat2cap_strict_reading", default=False)
+
+def known_member(name:str, # tar member name, e.g. "k001.overhead.jpg"
+                ) -> bool:
+    "Whether the reader reads member `name` (its last extension is in `KNOWN_MEMBERS`); it never reads any other."
+    base = name.rsplit("/", 1)[-1]
+    return "." in base and base.rsplit(".", 1)[1].lower() in KNOWN_MEMBERS
+
+@contextmanager
+def strict_reading(strict:bool=True, # default `strict` of the shard readers created in the block
+                  ):
+    "Make the shard readers created in the block raise on a bad sample or a cut-short shard instead of skipping it."
+    token = _STRICT.set(bool(strict))
+    try: yield
+    finally: _STRICT.reset(token)
+
+class _Tail:
+    "A read-only stream that remembers its position and the last `keep` bytes read (to look at a tar's final block)."
+    def __init__(self, f, keep:int=1 << 16): self.f, self.pos, self.tail, self.keep = f, 0, b"", keep
+    def read(self, n:int=-1) -> bytes:
+        b = self.f.read(n)
+        self.pos += len(b)
+        self.tail = (self.tail + b)[-self.keep:]
+        return b
+    def block(self, offset:int) -> bytes:
+        "Return the 512 bytes read at `offset` (shorter if the stream ended there)."
+        start = offset - (self.pos - len(self.tail))
+        return self.tail[start:start + tarfile.BLOCKSIZE] if start >= 0 else b""
+    def close(self): self.f.close()
+
+def _tar_members(stream:_Tail, url:str, end:dict):
+    "Yield the known regular members of a tar stream as webdataset file dicts; set `end['cut']` if it ends early."
+    tf = tarfile.open(fileobj=stream, mode="r|*")
+    try:
+        for ti in tf:
+            if ti.isreg() and known_member(ti.name): yield dict(fname=ti.name, data=tf.extractfile(ti).read(), __url__=url)
+            tf.members = []                                   # stream mode: keep no member list
+    except (tarfile.ReadError, EOFError) as e:
+        end["cut"] = f"{type(e).__name__}: {e}"
+        return
+    done = tf.fileobj.pos >= tf.offset + tarfile.BLOCKSIZE    # the block after the last member was read...
+    if tf.fileobj.comptype == "tar": done = done and stream.block(tf.offset) == tarfile.NUL * tarfile.BLOCKSIZE  # ...and is zeros
+    if not done: end["cut"] = "no end-of-archive block after the last member"
+
+def tar_samples(src, # dicts with `url`, e.g. from `wds.SimpleShardList`
+               ):
+    "Yield each shard's raw samples (known members only); a shard that ends early ends with a `__cut__` record instead of its last sample."
+    for d in src:
+        url, end, n, last = d["url"], {}, 0, None
+        try:
+            f = _Tail(wds.gopen(url))
+            try:
+                for s in wds.tariterators.group_by_keys(_tar_members(f, url, end)):
+                    if last is not None:                        # hold each sample back until the next one starts
+                        yield last
+                        n += 1
+                    last = s
+            finally: f.close()
+        except Sat2CapError: raise
+        except Exception as e: raise Sat2CapError(f"cannot read shard {url}: {type(e).__name__}: {e}") from e
+        if "cut" not in end and last is not None: yield last
+        if "cut" in end: yield {"__key__": last and last["__key__"], "__url__": url, "__cut__": end["cut"], "__count__": n}
+
+def shard_pipeline(urls:list, # shard paths or URLs
+                   shardshuffle=False, # shard shuffle buffer (False: file order)
+                   seed:int=0, # shard shuffle seed
+                   nodesplitter=None, # stage splitting shards over ranks (None: none)
+                   workersplitter=wds.split_by_worker, # stage splitting shards over DataLoader workers
+                  ) -> wds.DataPipeline:
+    "Return `wds.WebDataset`'s pipeline (same stages and shard order) with `tar_samples` as its tar reader."
+    splits = [s for s in (nodesplitter, workersplitter) if s is not None]
+    return wds.DataPipeline(wds.SimpleShardList(urls), *splits, wds.filters.detshuffle(shardshuffle, seed=seed), tar_samples)
+
+def report_cut(cut:dict, # a `__cut__` record from `tar_samples`
+               skips:SkipCounter|None=None, # counter to add a 'truncated shard' to
+               strict:bool=False, # raise instead
+              ):
+    "Warn that a shard ended early (naming it, the samples read and the one cut off) and count it; raise when strict."
+    key = cut["__key__"]
+    at = "" if key is None else f"; sample {key!r} at the cut may be incomplete" + ("" if strict else " and is skipped")
+    msg = f"shard {cut['__url__']} is cut short after {cut['__count__']} complete samples ({cut['__cut__']}){at}"
+    if strict: raise Sat2CapError(msg)
+    if skips is not None:                                     # the sample at the cut counts as seen and skipped
+        skips.saw()
+        skips.skip("truncated shard")
+    _log.warning(msg)
 
 # %% ../nbs/01_data.ipynb #bc9864fd
 def _url_in(e:Exception, urls:list[str]) -> str:
@@ -246,16 +352,23 @@ class CrossViewDataset(IterableDataset):
                  ground_tf=None, # transform for ground PIL images (CLIP's preprocess)
                  shuffle:int=0, # sample shuffle buffer; >0 also shuffles shard order; 0 keeps file order
                  seed:int=0, # seed for shuffling and augmentation
-                 strict:bool=False, # raise `BadSample` on the first bad sample instead of skipping it
+                 strict:bool|None=None, # raise on the first bad sample or cut-short shard instead of skipping it (None: `strict_reading`'s)
                  with_ground:bool=True, # require `groundlevel.jpg` (False for region tiles)
                  decode_ground:bool=True, # decode the ground image (False when a ground-embedding cache is used)
                  with_date:bool=True, # require and parse `date_taken`
                  rank:int|None=None, # this node's rank (None: RANK env or torch.distributed)
                  world_size:int|None=None, # number of ranks (None: WORLD_SIZE env or torch.distributed)
+                 with_overhead:bool=True, # require and decode `overhead.jpg`
+                 with_caption:bool=False, # require a non-empty `caption.txt`
+                 with_meta:bool=True, # require and parse `metadata.json`
+                 keys=None, # read only the samples with these keys (None: all)
                 ):
         self.urls = resolve_shards(shards)
-        self.overhead_tf, self.ground_tf, self.shuffle, self.seed, self.strict = overhead_tf, ground_tf, int(shuffle), seed, strict
-        self.opts = dict(with_ground=with_ground, decode_ground=decode_ground, with_date=with_date)
+        self.overhead_tf, self.ground_tf, self.shuffle, self.seed = overhead_tf, ground_tf, int(shuffle), seed
+        self.strict = _STRICT.get() if strict is None else strict
+        self.opts = dict(with_ground=with_ground, decode_ground=decode_ground, with_date=with_date, with_overhead=with_overhead,
+                         with_caption=with_caption, with_meta=with_meta)
+        self.keys = None if keys is None else set(keys)
         self.rank, self.world_size = rank, world_size
         self.skips, self.epoch, self.managed, self.last_report = SkipCounter(), 0, False, None
 
@@ -271,8 +384,10 @@ class CrossViewDataset(IterableDataset):
         yield from islice(src, rank, None, world)
 
     def _samples(self, src):
-        "Decode raw samples, counting and skipping (or, in strict mode, raising on) bad ones."
+        "Decode raw samples, counting and skipping (or, in strict mode, raising on) bad ones and cut-short shards."
         for raw in _shard_errors(src, self.urls):
+            if "__cut__" in raw: report_cut(raw, self.skips, self.strict); continue
+            if self.keys is not None and raw["__key__"] not in self.keys: continue
             self.skips.saw()
             try: s = decode_sample(raw, self.overhead_tf, self.ground_tf, seed=_mix(self.seed, self.epoch, raw["__key__"]), **self.opts)
             except BadSample as e:
@@ -284,8 +399,7 @@ class CrossViewDataset(IterableDataset):
         "Build this pass's webdataset pipeline for the current rank, worker and epoch."
         info = get_worker_info()
         seed = _mix(self.seed, self.epoch, self.node()[0], info.id if info else 0)
-        pipe = wds.WebDataset(self.urls, shardshuffle=len(self.urls) if self.shuffle else False, seed=seed,
-                              detshuffle=True, nodesplitter=self._split_nodes, empty_check=False)
+        pipe = shard_pipeline(self.urls, shardshuffle=len(self.urls) if self.shuffle else False, seed=seed, nodesplitter=self._split_nodes)
         pipe = pipe.compose(self._samples)
         return pipe.compose(wds.filters.shuffle(self.shuffle, seed=seed)) if self.shuffle else pipe
 
@@ -302,6 +416,28 @@ class CrossViewDataset(IterableDataset):
         self.epoch += 1
 
     def __repr__(self): return f"CrossViewDataset({len(self.urls)} shards, epoch {self.epoch}, {self.skips.report()})"
+
+# %% ../nbs/01_data.ipynb #1ccfbd13
+def split_shards(data, # dataset folder with one sub-folder of `.tar` shards per split
+                 split:str, # train | val | test | region
+                ) -> list[str]:
+    "Return the sorted shards of `data/split`, or raise naming the folder."
+    d = Path(data) / split
+    shards = sorted(str(p) for p in d.glob("*.tar"))
+    if not shards: raise Sat2CapError(f"no shards (*.tar) in {d}")
+    return shards
+
+def read_samples(shards, # folder, glob, brace notation, path or list (see `resolve_shards`), or a dataset folder with `split`
+                 split:str|None=None, # read this split of dataset folder `shards` (see `split_shards`)
+                 limit:int|None=None, # stop after this many samples
+                 strict:bool|None=None, # raise on a bad sample or cut-short shard (None: `strict_reading`'s default)
+                 keys=None, # read only the samples with these keys
+                 **opts, # `decode_sample` options: with_ground, decode_ground, with_date, with_overhead, with_caption, with_meta
+                ):
+    "Yield sample dicts in file order through the one shard reader, skipping (and counting) bad samples; log the skip report."
+    ds = CrossViewDataset(split_shards(shards, split) if split else shards, strict=strict, keys=keys, **opts)
+    yield from islice(ds, limit)
+    if ds.last_report is None: ds.end_pass()                  # stopped at `limit`: report what was read
 
 # %% ../nbs/01_data.ipynb #0fd15630
 def _to_hwc(x, mean=None, std=None) -> np.ndarray:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, asdict
 from pathlib import Path
 from fastcore.script import call_parse, store_true
 from .core import Sat2CapError, write_json, progress, check_out_dir
+from .data import strict_reading
 
 # %% auto #0
 __all__ = ['QUICK', 'PAPER_PROMPTS', 'DemoConfig', 'stage_hash', 'run_stage', 'world_stage', 'clip_stage', 'train_stage',
@@ -123,7 +124,7 @@ def caption_figures(d:Path, run, world, data:Path, steps:int) -> dict:
     cap = C.train_captioner(data, run.clip, d / "captioner", steps=steps)
     res = C.caption_at_times(run, cap, data, limit=100)
     table = C.agreement(world, res)
-    t = max(C.read_samples(data, "test", ground=False), key=lambda s: s["truth"]["landcover"]["beach"])   # the most coastal tile
+    t = max(C.read_samples(data, "test", with_ground=False), key=lambda s: s["truth"]["landcover"]["beach"])   # the most coastal tile
     if t["truth"]["landcover"]["beach"] == 0: raise Sat2CapError(f"no beach tile in the test split of {data}: use more --n-samples")
     rows = C.dynamic_captions(run, cap, t["overhead"], t["lat"], t["lon"], world=world)
     C.plot_caption_table(t["overhead"], rows, path=d / "fig2_dynamic_captions.png")
@@ -205,9 +206,11 @@ def demo(out="demo_out", # folder for every stage and the report
 @call_parse
 def demo_cli(out:str="demo_out", # folder for every stage and the report
              quick:store_true=False, # tiny settings: finishes in a few minutes
+             strict:store_true=False, # stop at the first bad sample or cut-short shard, naming shard and key (default: skip and count)
             ):
     "Generate SynthWorld, pretrain the tiny CLIP, train and evaluate Sat2Cap, draw every figure, write a report."
     check_out_dir(out)
-    t0 = time.time(); report = demo(out, quick)
+    t0 = time.time()
+    with strict_reading(strict): report = demo(out, quick)
     print(f"[demo] finished in {time.time() - t0:.0f} s; report: {report}")
     print(report.read_text().split("## Figures")[0])

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np, pandas as pd, torch
 import torch.nn.functional as F
 from .core import Sat2CapError, atomic_path, progress, torch_threads, chunks
+from .data import read_samples
 
 # %% auto #0
 __all__ = ['EMB', 'tile_sources', 'read_tiles', 'grid_step', 'tile_frame', 'Region', 'save_region', 'load_region', 'write_mosaic',
@@ -43,9 +44,9 @@ def tile_sources(src) -> tuple[str, list[Path]]:
 
 # %% ../nbs/06_embed.ipynb #21dcb454
 def read_tiles(src, # SynthWorld dataset dir (uses its `region/`), shard dir, .tar file or image folder
+               strict:bool|None=None, # shards: raise on a bad tile or cut-short shard instead of skipping it (None: `strict_reading`'s)
               ):
     "Yield tile dicts (`key`, `tile_id`, `lat`, `lon`, `overhead` PIL image) from `src`."
-    import webdataset as wds
     from PIL import Image
     kind, files = tile_sources(src)
     if kind == "folder":
@@ -54,13 +55,8 @@ def read_tiles(src, # SynthWorld dataset dir (uses its `region/`), shard dir, .t
             if not side.exists(): raise Sat2CapError(f"image {str(f)!r} has no metadata file {side.name!r}")
             yield _tile(f.stem, json.loads(side.read_text()), Image.open(f).convert("RGB"), f.parent)
         return
-    ds = wds.WebDataset([str(f) for f in files], shardshuffle=False, empty_check=False)
-    for s in ds:
-        where = s.get("__url__", files[0])
-        if "overhead.jpg" not in s or "metadata.json" not in s:
-            raise Sat2CapError(f"sample {s['__key__']!r} in {where} lacks overhead.jpg or metadata.json")
-        img = Image.open(io.BytesIO(s["overhead.jpg"])).convert("RGB")
-        yield _tile(s["__key__"], json.loads(s["metadata.json"]), img, where)
+    for s in read_samples([str(f) for f in files], strict=strict, with_ground=False, with_date=False):   # the one shard reader
+        yield _tile(s["key"], s["meta"], s["overhead"], s["url"])
 
 # %% ../nbs/06_embed.ipynb #2db4e273
 def grid_step(v, # (N,) coordinates along one axis

@@ -14,8 +14,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 import open_clip
 from open_clip.pretrained import get_pretrained_cfg
-from fastcore.script import call_parse
+from fastcore.script import call_parse, store_true
 from .core import Sat2CapError, seed_everything, atomic_path, write_json, progress, check_positive, check_nonneg, check_choice, check_device, check_out_dir
+from .data import read_samples, split_shards
 
 # %% auto #0
 __all__ = ['TINY', 'CONFIG_NAME', 'WEIGHTS_NAME', 'SAT2CAP_OVERHEAD_MEAN', 'SAT2CAP_OVERHEAD_STD', 'tiny_config_path',
@@ -273,23 +274,18 @@ def load_sat2cap_hf(repo_or_path:str="MVRL/Sat2Cap", # hub repository or local f
     return OverheadEncoder(visual_from_hf(hf)).to(device)
 
 # %% ../nbs/02_encoders.ipynb #5519fbd6
-def _shards(data, split:str) -> list[str]:
-    "Return the sorted shard paths of `split` in dataset folder `data`, or raise naming the folder."
-    shards = sorted(str(p) for p in (Path(data)/split).glob("*.tar"))
-    if not shards: raise Sat2CapError(f"no shards (*.tar) in {Path(data)/split}")
-    return shards
-
-def read_pairs(shards:list[str], # webdataset shards with groundlevel.jpg and caption.txt
+def read_pairs(shards, # shards (see `sat2cap.data.resolve_shards`) with groundlevel.jpg and caption.txt
                bundle:ClipBundle, # CLIP whose transform and tokenizer to apply
                limit:int|None=None, # read at most this many pairs
+               strict:bool|None=None, # raise on a bad pair or cut-short shard instead of skipping it (None: `strict_reading`'s)
               ) -> tuple:
     "Read (ground photo, caption) pairs into (N, 3, S, S) float16 images, (N, L) tokens and the captions."
-    import webdataset as wds
-    ds = wds.WebDataset(shards, shardshuffle=False, empty_check=False).decode("pil").to_tuple("groundlevel.jpg", "caption.txt")
+    pairs = read_samples(shards, limit=limit, strict=strict, with_overhead=False, with_meta=False, with_caption=True)
     ims, caps = [], []
-    for im, cap in progress(itertools.islice(ds, limit), desc="read pairs", total=limit, leave=False):
-        ims.append(bundle.preprocess(im).half()); caps.append(cap.strip())
-    if not ims: raise Sat2CapError(f"no groundlevel.jpg + caption.txt pairs in {shards[0]} ...")
+    for s in progress(pairs, desc="read pairs", total=limit, leave=False):
+        ims.append(bundle.preprocess(s["ground"]).half())
+        caps.append(s["caption"])
+    if not ims: raise Sat2CapError(f"no groundlevel.jpg + caption.txt pairs in {shards[0] if isinstance(shards, list) else shards} ...")
     return torch.stack(ims), bundle.tokenizer(caps), caps
 
 # %% ../nbs/02_encoders.ipynb #c3bb9486
@@ -357,13 +353,14 @@ def pretrain_clip(data,                  # SynthWorld folder with train/ and val
                   eval_split:str="val",  # held-out split to evaluate on
                   warmup:int=50,         # linear warm-up steps
                   device:str|None=None,  # torch device; default cuda when available, else cpu
+                  strict:bool|None=None, # raise on a bad pair or cut-short shard instead of skipping it (None: `strict_reading`'s)
                  ) -> dict:
     "Pretrain a CLIP on SynthWorld photo-caption pairs, save it to `out` and return held-out retrieval metrics."
     config, t0 = {k: str(v) if isinstance(v, Path) else v for k, v in locals().items()}, time.time()
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     seed_everything(seed); bundle = load_clip(spec, device, seed)
-    tr_im, tr_tok, _ = read_pairs(_shards(data, "train"), bundle, max_train)
-    ev_im, ev_tok, _ = read_pairs(_shards(data, eval_split), bundle, gallery)
+    tr_im, tr_tok, _ = read_pairs(split_shards(data, "train"), bundle, max_train, strict)
+    ev_im, ev_tok, _ = read_pairs(split_shards(data, eval_split), bundle, gallery, strict)
     at_init = caption_to_photo_recall(*embed_pairs(bundle.model, ev_im, ev_tok))
     losses = train_clip(bundle.model, tr_im, tr_tok, steps, batch_size, lr, warmup=warmup, seed=seed)
     bundle.model.eval(); after = caption_to_photo_recall(*embed_pairs(bundle.model, ev_im, ev_tok))
@@ -388,6 +385,7 @@ def pretrain_clip_cli(data:str,              # SynthWorld folder (from `sat2cap 
                       max_train:int=20000,   # at most this many training pairs are read into memory
                       eval_split:str="val",  # held-out split to evaluate on
                       device:str=None,       # torch device; default cuda when available, else cpu
+                      strict:store_true=False, # stop at the first bad sample or cut-short shard, naming shard and key (default: skip and count)
                      ):
     "Pretrain the embedded CLIP on SynthWorld ground photos and captions; print held-out retrieval as JSON."
     if out is None: raise Sat2CapError("--out DIR is required: the folder to write the pretrained CLIP into")
@@ -397,6 +395,6 @@ def pretrain_clip_cli(data:str,              # SynthWorld folder (from `sat2cap 
     check_device(device)
     check_out_dir(out)
     if not Path(data).is_dir(): raise Sat2CapError(f"dataset folder {data!r} does not exist")
-    m = pretrain_clip(data, out, steps, batch_size, lr, seed, clip, gallery, max_train, eval_split, device=device)
+    m = pretrain_clip(data, out, steps, batch_size, lr, seed, clip, gallery, max_train, eval_split, device=device, strict=strict)
     print(json.dumps({k: v for k, v in m.items() if k != "config"}, indent=2))
     return m

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np, torch
 from fastcore.script import call_parse, store_true
 from .core import Sat2CapError, data_path, is_complete, mark_complete
+from .data import strict_reading
 from .embed import Region, as_region, similarity_map, parse_when, load_region, embed_region
 
 # %% auto #0
@@ -404,6 +405,7 @@ def map_cli(run:str, # run folder written by `sat2cap train`
             out:str="map.png", # output PNG
             basemap:str="offline", # offline (the tiles' mosaic) | online (Esri.WorldImagery) | none
             no_meta:store_true=False, # ignore date/time and location (image embedding only)
+            strict:store_true=False, # stop at the first bad tile or cut-short shard, naming shard and key (default: skip and count)
            ):
     "Draw a zero-shot map of a prompt over a region at a date and time."
     import matplotlib; matplotlib.use("Agg")
@@ -411,7 +413,8 @@ def map_cli(run:str, # run folder written by `sat2cap train`
     if not isinstance(prompt, str) or not prompt.strip(): raise Sat2CapError("the prompt is empty: give a text query such as 'people riding horses'")
     if when is not None: parse_when(when)
     parse_region(region)
-    r = _load_run(run); reg = region_for(r, region)
+    r = _load_run(run)
+    with strict_reading(strict): reg = region_for(r, region)
     try: when = resolve_when(prompt, when)
     except Sat2CapError:
         if when is not None: raise
@@ -429,6 +432,7 @@ def score_map_cli(run:str, # run folder written by `sat2cap train`
                   data:str, # SynthWorld dataset folder (its region/ grid is mapped)
                   prompt:str, # text query naming SynthWorld concepts, e.g. "people riding horses"
                   when:str=None, # date and local time "YYYY-MM-DD HH:MM" (default: chosen from the prompt)
+                  strict:store_true=False, # stop at the first bad tile or cut-short shard, naming shard and key (default: skip and count)
                  ):
     "Print the ROC AUC of a prompt's map against SynthWorld's truth, with and without the dynamic encoder, as JSON."
     from sat2cap.synthworld import SynthWorld
@@ -436,6 +440,6 @@ def score_map_cli(run:str, # run folder written by `sat2cap train`
     if not Path(data).is_dir(): raise Sat2CapError(f"dataset folder {data!r} does not exist")
     world = SynthWorld.from_manifest(data)
     r = _load_run(run)
-    res = score_prompt(dataset_region(r, data), r, world, prompt, when)
+    with strict_reading(strict): res = score_prompt(dataset_region(r, data), r, world, prompt, when)
     print(json.dumps(res))
     return res

@@ -7,12 +7,14 @@ from __future__ import annotations
 import numpy as np, torch
 from dataclasses import dataclass
 import torch.nn.functional as F
+from pathlib import Path
 from .core import Sat2CapError, progress
+from .data import read_samples, split_shards
 
 # %% auto #0
 __all__ = ['PROMPTS', 'topk', 'night_share', 'landcover_agreement', 'activity_agreement', 'activity_landcovers', 'save_figure',
-           'plot_grid', 'read_samples', 'photo_is_night', 'Gallery', 'Queries', 'thumbnail', 'load_heldout',
-           'query_embeddings', 'night_by_query', 'night_scores', 'photo_titles', 'plot_query_grids', 'day_night_figure',
+           'plot_grid', 'photo_is_night', 'Gallery', 'Queries', 'thumbnail', 'load_heldout', 'query_embeddings',
+           'night_by_query', 'night_scores', 'photo_titles', 'plot_query_grids', 'day_night_figure',
            'overhead_to_ground_figure', 'RegionTiles', 'load_region_tiles', 'text_to_overhead', 'prompt_activity',
            'text_scores', 'text_to_overhead_figure']
 
@@ -98,20 +100,8 @@ def plot_grid(images, # (n, H, W, 3) uint8 images, row by row
         if titles is not None: ax.set_title(titles[i], fontsize=7)
     return axes[0].figure
 
-# %% ../nbs/07_retrieval.ipynb #a17ff5c1
-def read_samples(data, # dataset folder (uses `split`), a .tar shard, or a list of shards
-                 split:str="test", # split folder inside a dataset folder
-                 n:int|None=None, # stop after this many samples
-                ):
-    "Yield up to `n` sample dicts (`sat2cap.data` format: key, ground/overhead PIL images, lat, lon, hour, ...)."
-    import itertools
-    from pathlib import Path
-    from sat2cap.data import CrossViewDataset
-    src = data if isinstance(data, (list, tuple)) or str(data).endswith(".tar") or not (Path(data) / split).is_dir() else Path(data) / split
-    yield from itertools.islice(CrossViewDataset(src, strict=True), n)
-
 # %% ../nbs/07_retrieval.ipynb #47f5d2d5
-def photo_is_night(sample:dict, # a sample from `read_samples`
+def photo_is_night(sample:dict, # a sample from `sat2cap.data.read_samples`
                    dusk:float=20, dawn:float=6, # hour window counted as night without truth
                   ) -> bool:
     "Return whether a photo was taken at night: the truth's day phase, else its hour."
@@ -168,7 +158,8 @@ def load_heldout(run, # loaded run (`sat2cap.train.load_run`)
                 ) -> tuple[Gallery, Queries]:
     "Read held-out photos, embed the ground photos with the frozen CLIP and their distinct tiles with the run."
     from sat2cap.embed import encode_tiles
-    S = list(progress(read_samples(data, split, n), desc="reading held-out samples", leave=False))
+    src = data if isinstance(data, (list, tuple)) or not Path(data, split).is_dir() else split_shards(data, split)
+    S = list(progress(read_samples(src, limit=n), desc="reading held-out samples", leave=False))
     if not S: raise Sat2CapError(f"no samples in {data!r} ({split})")
     first = {}
     for s in S: first.setdefault(str(s["meta"].get("tile_id", s["key"])), s)

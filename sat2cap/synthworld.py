@@ -1121,7 +1121,8 @@ def pick_triplets(out, # SynthWorld dataset folder
                   split:str="train",
                  ) -> list:
     "Return n samples (dicts with key, overhead, ground, caption, truth) of varied phase and season."
-    import pandas as pd, webdataset as wds
+    import pandas as pd
+    from sat2cap.data import read_samples   # torch-free module: the reader is imported when needed
     ph = pd.read_parquet(Path(out) / "truth" / "photos.parquet")
     ph = ph[ph.split == split].sort_values("key")
     picked, seen, tiles = [], set(), set()
@@ -1131,11 +1132,8 @@ def pick_triplets(out, # SynthWorld dataset folder
             fresh = r.tile_id not in tiles or rnd == 2
             if len(picked) < n and not combo & seen and fresh and r.key not in picked and (rnd > 0 or r.activity != "scenery"):
                 seen |= combo; tiles.add(r.tile_id); picked.append(r.key)
-    ds = wds.WebDataset(sorted(str(p) for p in (Path(out) / split).glob("*.tar")), shardshuffle=False)
-    got = {s["__key__"]: s for s in ds if s["__key__"] in picked}
-    dec = lambda b: Image.open(io.BytesIO(b)).convert("RGB")
-    return [dict(key=k, overhead=dec(got[k]["overhead.jpg"]), ground=dec(got[k]["groundlevel.jpg"]), caption=got[k]["caption.txt"].decode(),
-                 meta=json.loads(got[k]["metadata.json"]), truth=json.loads(got[k]["truth.json"])) for k in picked]
+    got = {s["key"]: s for s in read_samples(out, split, keys=picked)}   # the one shard reader, only the picked samples decoded
+    return [{f: got[k][f] for f in ("key", "overhead", "ground", "caption", "meta", "truth")} for k in picked if k in got]
 
 def plot_triplets(samples:list, # from `pick_triplets`
                   path=None, # save the PNG here if given

@@ -23,6 +23,7 @@ from .core import warn, run_lock, check_positive, check_nonneg, check_fraction, 
 from .encoders import TINY, CONFIG_NAME, tiny_config_path
 from .dynamic import Sat2Cap
 from .loss import MemoryBankLoss, ground_cache
+from .data import split_shards, strict_reading
 
 # %% auto #0
 __all__ = ['PAPER', 'META', 'BROKEN', 'PRESETS', 'RUN_FILES', 'TrainConfig', 'setup_dist', 'autocast', 'barrier', 'rng_state',
@@ -292,11 +293,6 @@ def evaluate(model:Sat2Cap, emb:dict, use_meta:bool=True) -> dict:
     return retrieval_metrics(e, F.normalize(emb["ground"], dim=-1))
 
 # %% ../nbs/05_train.ipynb #040430ce
-def _shards(data, split:str) -> list:
-    s = sorted(glob.glob(str(Path(data) / split / "*.tar")))
-    if not s: raise Sat2CapError(f"no {split} shards (*.tar) in {Path(data) / split}")
-    return s
-
 def _log(run:Path, rec:dict):
     with open(Path(run) / "metrics.jsonl", "a") as f: f.write(json.dumps(rec) + "\n")
 
@@ -316,7 +312,7 @@ def setup_run(cfg:TrainConfig, rank:int=0, world:int=1, device:str="cpu") -> dic
     from sat2cap.encoders import load_clip, save_clip, GroundEncoder
     from sat2cap.data import overhead_train_transform, overhead_eval_transform, overhead_stats
     run = Path(cfg.out); run.mkdir(parents=True, exist_ok=True)
-    train_sh, val_sh = _shards(cfg.data, "train"), _shards(cfg.data, "val")
+    train_sh, val_sh = split_shards(cfg.data, "train"), split_shards(cfg.data, "val")
     clip = load_clip(cfg.clip, device=device, seed=cfg.seed)
     cache_dir = cfg.cache_dir or run / "cache"
     if rank == 0:                                         # rank 0 computes, the others read what it wrote
@@ -451,7 +447,7 @@ def evaluate_run(run, # a `Run` or a run folder
     from sat2cap.encoders import GroundEncoder
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     run = run if isinstance(run, Run) else load_run(run, device=device)
-    shards, enc = _shards(data, "test"), GroundEncoder(run.clip).to(device)
+    shards, enc = split_shards(data, "test"), GroundEncoder(run.clip).to(device)
     emb = embed_samples(run.model, shards, run.overhead_transform, gallery, enc, run.clip.preprocess, device=device)
     base = embed_samples(_ImageOnly(enc), shards, run.clip.preprocess, gallery, device=device)
     assert base["key"] == emb["key"]
@@ -541,7 +537,7 @@ def _check_batch(cfg:TrainConfig):
     "Refuse a batch larger than the training set (partial batches are dropped, so training would never step)."
     world = int(os.environ.get("WORLD_SIZE", 1))
     need = cfg.batch_size * world
-    have = count_samples(_shards(cfg.data, "train"), stop_at=need)
+    have = count_samples(split_shards(cfg.data, "train"), stop_at=need)
     if have < need:
         per = f" ({cfg.batch_size} per process x {world} processes)" if world > 1 else ""
         raise Sat2CapError(f"--batch-size {need}{per} is larger than the {have} training samples in {Path(cfg.data) / 'train'}; use --batch-size {max(1, have // world)} or less")
@@ -604,6 +600,7 @@ def train_cli(data:str, # dataset folder with train/ and val/ webdataset shards
               no_cache:store_true=False, # recompute ground embeddings every step instead of using the cache
               resume:store_true=False, # continue the run in --out from its latest intact checkpoint
               overwrite:store_true=False, # start afresh in --out, deleting the run it holds
+              strict:store_true=False, # stop at the first bad sample or cut-short shard, naming shard and key (default: skip and count)
              ):
     "Train Sat2Cap on a dataset of webdataset shards."
     opts = dict(clip=clip, steps=steps, batch_size=batch_size, queue_size=queue_size, lr=lr, num_workers=num_workers, cpu_threads=cpu_threads,
@@ -612,7 +609,7 @@ def train_cli(data:str, # dataset folder with train/ and val/ webdataset shards
     with run_lock(out) if rank0 else nullcontext():       # under torchrun rank 0 holds the folder for every rank
         cfg = make_config(data, out, preset, resume, overwrite, **opts)
         if overwrite and rank0: clear_run(out)
-        train(cfg)
+        with strict_reading(strict): train(cfg)
     if rank0: print(f"trained {cfg.steps} steps; run in {cfg.out}")
 
 @call_parse
@@ -620,10 +617,11 @@ def evaluate_cli(run:str, # run folder written by `sat2cap train`
                  data:str, # dataset folder with test/ shards
                  gallery:int=1000, # held-out samples in the retrieval gallery
                  device:str=None, # cpu | cuda | cuda:N (default: cuda when available)
+                 strict:store_true=False, # stop at the first bad sample or cut-short shard, naming shard and key (default: skip and count)
                 ):
     "Print retrieval metrics (CLIP baseline, Sat2Cap without and with metadata) as JSON."
     check_positive("--gallery", gallery)
     check_device(device)
     if not Path(data).is_dir(): raise Sat2CapError(f"dataset folder {data!r} does not exist")
-    _shards(data, "test")
-    print(json.dumps(evaluate_run(run, data, gallery, device or ""), indent=2))
+    split_shards(data, "test")
+    with strict_reading(strict): print(json.dumps(evaluate_run(run, data, gallery, device or ""), indent=2))

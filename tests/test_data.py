@@ -1,11 +1,13 @@
 """Data pipeline: official-format shards in, sample dicts out; every bad input skipped and counted, or named in an error."""
 import json, subprocess, sys, textwrap
+from pathlib import Path
 import numpy as np, pytest, torch
 from PIL import Image
 from sat2cap.core import Sat2CapError
 from sat2cap.data import (BadSample, CrossViewDataset, SKIP_REASONS, encode_jpeg, load_stats, make_loader,
                           overhead_eval_transform, overhead_stats, overhead_train_transform, parse_metadata,
-                          resolve_shards, save_stats, write_shard, collate)
+                          resolve_shards, save_stats, write_shard, collate, read_samples, skip_reason, split_shards,
+                          strict_reading, tar_samples)
 
 def color(i): return np.array([(37 * i) % 256, (91 * i + 50) % 256, (13 * i + 200) % 256], np.uint8)
 
@@ -165,15 +167,130 @@ def test_missing_shard_is_named(tmp_path):
     with pytest.raises(Sat2CapError, match="no .tar shards in folder"): CrossViewDataset(tmp_path / "empty")
     with pytest.raises(Sat2CapError, match="no shards match"): CrossViewDataset(str(tmp_path / "x*.tar"))
 
-@pytest.mark.parametrize("damage", ["not a tar", "empty", "truncated"])
+@pytest.mark.parametrize("damage", ["not a tar", "empty"])
 def test_unreadable_shard_is_named(tmp_path, damage):
-    good = write_shard(tmp_path / "good.tar", [dict(s, **{"overhead.jpg": noisy_jpeg(128, i)}) for i, s in enumerate(toy(4))])
+    good = write_shard(tmp_path / "good.tar", toy(4))
     bad = tmp_path / "bad.tar"
-    data = good.read_bytes()
-    bad.write_bytes({"not a tar": b"definitely not a tar archive" * 40, "empty": b"", "truncated": data[:len(data) // 2]}[damage])
+    bad.write_bytes({"not a tar": b"definitely not a tar archive" * 40, "empty": b""}[damage])
     for strict in (False, True):
         with pytest.raises(Sat2CapError, match=f"cannot read shard {bad}: ReadError"):
             list(CrossViewDataset([good, bad], strict=strict))
+
+# ---------------------------------------------------------------- shards cut short, members never read
+
+def _members(p):
+    import tarfile
+    with tarfile.open(p) as tf: return [(m.name, m.offset, m.offset_data, m.size) for m in tf.getmembers()]
+
+def _cuts(p):
+    "Byte offsets to cut shard `p` at (5 samples x 5 members): name -> (offset, complete samples before the cut)."
+    m = _members(p)                       # members of sample i are m[5 * i : 5 * i + 5]
+    end = m[-1][2] + m[-1][3]
+    return {"on a header": (m[15][1], 2),              # sample 3's first header: tarfile stops silently; s0002 may be whole, yet is dropped
+            "inside a header": (m[16][1] + 100, 3),    # tarfile stops silently too
+            "inside a member": (m[12][2] + 10, 2),     # ReadError: unexpected end of data
+            "after the last member": (end, 4),         # no end-of-archive block
+            "half an end block": (end + (-end % 512) + 256, 4)}
+
+@pytest.mark.parametrize("where", ["on a header", "inside a header", "inside a member", "after the last member", "half an end block"])
+def test_cut_short_shard_is_reported(tmp_path, where, caplog):
+    full = write_shard(tmp_path / "full.tar", [dict(s, **{"truth.json": {"i": i}}) for i, s in enumerate(toy(5))])
+    at, n = _cuts(full)[where]
+    cut = tmp_path / "cut.tar"
+    cut.write_bytes(full.read_bytes()[:at])
+    ds = CrossViewDataset(cut)
+    with caplog.at_level("WARNING", logger="sat2cap.data"): got = keys(ds)
+    assert got == [f"s{i:04d}" for i in range(n)]
+    assert ds.skips.counts == {"truncated shard": 1} and ds.skips.seen == n + 1
+    warn = [r.getMessage() for r in caplog.records if "cut short" in r.getMessage()]
+    assert len(warn) == 1 and warn[0].startswith(f"shard {cut} is cut short after {n} complete samples (")
+    assert warn[0].endswith(f"; sample 's{n:04d}' at the cut may be incomplete and is skipped")
+    with pytest.raises(Sat2CapError) as e: list(CrossViewDataset(cut, strict=True))
+    assert str(e.value).startswith(f"shard {cut} is cut short after {n} complete samples (") and f"'s{n:04d}'" in str(e.value)
+    assert "\n" not in str(e.value)
+
+def test_plain_webdataset_reads_a_cut_shard_as_complete(tmp_path):
+    "Why the check is needed: webdataset (tarfile in stream mode) ends silently when a cut falls on a header."
+    import webdataset as wds
+    full = write_shard(tmp_path / "full.tar", toy(5))
+    cut = tmp_path / "cut.tar"
+    cut.write_bytes(full.read_bytes()[:_members(full)[12][1]])     # sample 3's first header (4 members per sample)
+    assert [s["__key__"] for s in wds.WebDataset(str(cut), shardshuffle=False)] == ["s0000", "s0001", "s0002"]
+
+def test_complete_shards_are_not_reported(tmp_path, caplog):
+    "Tars that end with their end-of-archive block, padded to a record or not, read without a warning."
+    import tarfile, io
+    full = write_shard(tmp_path / "full.tar", toy(3))
+    end = _members(full)[-1][2] + _members(full)[-1][3]
+    end += -end % 512
+    short = tmp_path / "short.tar"
+    short.write_bytes(full.read_bytes()[:end + 1024])                  # two zero blocks, no record padding
+    with caplog.at_level("WARNING", logger="sat2cap.data"):
+        for p in (full, short): assert keys(CrossViewDataset(p, strict=True)) == ["s0000", "s0001", "s0002"]
+    assert not caplog.records
+
+def test_garbage_after_the_last_member_is_reported(tmp_path):
+    full = write_shard(tmp_path / "full.tar", toy(3))
+    end = _members(full)[-1][2] + _members(full)[-1][3]
+    end += -end % 512
+    bad = tmp_path / "bad.tar"
+    bad.write_bytes(full.read_bytes()[:end] + b"\x01" * 512 + bytes(1024))   # an invalid header: tarfile stops there
+    with pytest.raises(Sat2CapError, match="cut short after 2 complete samples \\(no end-of-archive block"):
+        list(CrossViewDataset(bad, strict=True))
+
+class _Marker:
+    "A pickle that, when loaded, creates a file (what a malicious `.pyd`/`.pickle`/`.pth` member could do)."
+    def __init__(self, path): self.path = str(path)
+    def __reduce__(self): return (Path(self.path).touch, ())
+
+def test_unknown_members_are_never_read(tmp_path):
+    import io, pickle, tarfile, webdataset as wds
+    marker = tmp_path / "MARKER"
+    full = write_shard(tmp_path / "full.tar", toy(3))
+    planted = tmp_path / "planted.tar"
+    evil = pickle.dumps(_Marker(marker))
+    with tarfile.open(full) as src, tarfile.open(planted, "w") as dst:
+        for m in src.getmembers():
+            dst.addfile(m, src.extractfile(m))
+            if m.name == "s0001.overhead.jpg":
+                for name in ("s0001.extra.pyd", "s0001.x.pickle", "s0001.x.pkl"):
+                    t = tarfile.TarInfo(name); t.size = len(evil); dst.addfile(t, io.BytesIO(evil))
+    raws = list(tar_samples([dict(url=str(planted))]))
+    assert sorted(raws[1]) == ["__key__", "__url__", "caption.txt", "groundlevel.jpg", "metadata.json", "overhead.jpg"]
+    assert keys(CrossViewDataset(planted, strict=True)) == ["s0000", "s0001", "s0002"] and not marker.exists()
+    raw = next(r for r in wds.WebDataset(str(planted), shardshuffle=False) if r["__key__"] == "s0001")
+    wds.autodecode.Decoder([wds.autodecode.basichandlers])(raw)          # what .decode("pil") would do
+    assert marker.exists()
+
+def test_strict_reading_sets_the_default(tmp_path):
+    samples = toy(3); _truncate(samples[1])
+    p = write_shard(tmp_path / "b.tar", samples)
+    with strict_reading():
+        with pytest.raises(BadSample, match=f"sample 's0001' in shard {p}: corrupt overhead.jpg"): list(CrossViewDataset(p))
+        assert keys(CrossViewDataset(p, strict=False)) == ["s0000", "s0002"]
+    assert keys(CrossViewDataset(p)) == ["s0000", "s0002"]
+
+def test_read_samples_and_split_shards(tmp_path):
+    for j in range(2): write_shard(tmp_path / f"ds/train/shard-{j:06d}.tar", toy(3, 3 * j))
+    samples = toy(2); samples[1]["caption.txt"] = ""
+    write_shard(tmp_path / "ds/val/shard-000000.tar", samples)
+    assert split_shards(tmp_path / "ds", "train") == [str(tmp_path / f"ds/train/shard-{j:06d}.tar") for j in range(2)]
+    with pytest.raises(Sat2CapError, match=f"no shards \\(\\*.tar\\) in {tmp_path / 'ds' / 'test'}"): split_shards(tmp_path / "ds", "test")
+    assert keys(read_samples(tmp_path / "ds", "train", limit=4)) == ["s0000", "s0001", "s0002", "s0003"]
+    assert keys(read_samples(tmp_path / "ds", "train", keys={"s0004", "s0001"})) == ["s0001", "s0004"]
+    pairs = list(read_samples(tmp_path / "ds", "val", with_overhead=False, with_caption=True))
+    assert keys(pairs) == ["s0000"] and "overhead" not in pairs[0] and pairs[0]["caption"] == "caption 0"
+    with pytest.raises(BadSample, match="sample 's0001' in shard .*: missing caption.txt"):
+        list(read_samples(tmp_path / "ds", "val", with_caption=True, strict=True))
+
+def test_skip_reason_is_the_readers_decision(tmp_path):
+    samples = toy(4); _garbage_ground(samples[1]); _set_meta(date_taken="x")(samples[3])
+    p = write_shard(tmp_path / "r.tar", samples)
+    raws = list(tar_samples([dict(url=str(p))]))
+    for opts in ({}, {"decode_ground": False}, {"with_date": False}):
+        kept = keys(CrossViewDataset(p, **opts))
+        assert [r["__key__"] for r in raws if skip_reason(r, **opts) is None] == kept
+    assert [skip_reason(r) for r in raws] == [None, "corrupt groundlevel.jpg", None, "bad date_taken"]
 
 # ---------------------------------------------------------------- loader
 

@@ -214,10 +214,10 @@ def test_caption_to_photo_recall_by_hand():
 
 
 def test_read_pairs(toy, clip):
-    ims, toks, caps = E.read_pairs(E._shards(toy, "val"), clip, limit=10)
+    ims, toks, caps = E.read_pairs(E.split_shards(toy, "val"), clip, limit=10)
     assert ims.shape == (10, 3, 64, 64) and ims.dtype == torch.float16 and toks.shape == (10, 24)
     assert caps[:2] == ["red stripes", "green stripes"]
-    with pytest.raises(Sat2CapError, match="no shards"): E._shards(toy, "test")
+    with pytest.raises(Sat2CapError, match="no shards"): E.split_shards(toy, "test")
 
 
 def test_pretraining_reduces_loss_and_saves(toy, tmp_path):
