@@ -278,3 +278,24 @@ def test_docs_build_writes_nothing_into_the_tracked_tree():
                              capture_output=True, text=True).stdout.split()
     assert tracked == []
     assert "str(tmp/'html')" in (ROOT/'tools'/'build_docs.py').read_text()
+
+def test_build_cleanup_rules():
+    "The build's clean-up of nbdev's processed notebooks, on hand-made cells."
+    sig = "```python\ndef f(\n    x:list, # from [`g`](https://h/m.html#g)\n):\n```\n\nSee [`g`](https://h/m.html#g)."
+    assert bd.code_links(sig) == "```python\ndef f(\n    x:list, # from `g`\n):\n```\n\nSee [`g`](https://h/m.html#g)."
+    assert bd.tmp_paths("into /tmp/tmph_wcz6ym/toy-f9 and '/tmp/tmpab/x.tar'") == "into $TMP/toy-f9 and '$TMP/x.tar'"
+    warn = 'WARNING: skipped 8 of 34\n'
+    outs = [{'output_type': 'stream', 'name': 'stderr', 'text': [warn]}, {'output_type': 'stream', 'name': 'stderr', 'text': warn},
+            {'output_type': 'execute_result', 'data': {'text/plain': ["Path('/tmp/tmpq1/a.png')"]}}]
+    got = bd.clean_outputs(outs)
+    assert [o.get('text') for o in got][:1] == [warn] and len(got) == 2
+    assert got[1]['data']['text/plain'] == "Path('$TMP/a.png')"
+    # `#| output: asis`: printed Markdown becomes page Markdown (quarto's rule); figures stay, without the code
+    img = {'output_type': 'display_data', 'data': {'image/png': 'iVBOR'}, 'metadata': {}}
+    nb = {'cells': [{'cell_type': 'code', 'id': 'a', 'metadata': {}, 'source': '#| echo: false\n#| output: asis\nprint(report)',
+                     'outputs': [{'output_type': 'stream', 'name': 'stdout', 'text': '| a | b |\n|---|---|\n| 1 | 2 |\n'}, img]}],
+          'metadata': {}, 'nbformat': 4, 'nbformat_minor': 5}
+    cells = bd.translate(nb, 'https://x', {})[0]['cells']
+    assert [c['cell_type'] for c in cells] == ['markdown', 'code']
+    assert cells[0]['source'].startswith('| a | b |') and cells[1]['outputs'] == [img]
+    assert 'remove-input' in cells[1]['metadata']['tags']

@@ -177,15 +177,19 @@ def translate(nb:dict, site:str, names:dict) -> tuple[dict, dict, set]:
         tags = c.setdefault('metadata', {}).setdefault('tags', [])
         if opts.get('echo') == 'false': tags.append('remove-input')
         if opts.get('output') == 'false': tags.append('remove-output')
-        if opts.get('output') == 'asis':      # quarto splices markdown output into the page (show_doc)
-            md = ''.join(''.join(o['data']['text/markdown']) for o in c.get('outputs', [])
-                         if 'text/markdown' in o.get('data', {}))
+        if opts.get('output') == 'asis':      # quarto splices Markdown output and printed text into the page
+            outs = c.get('outputs', [])
+            is_md = lambda o: 'text/markdown' in o.get('data', {}) or o.get('output_type') == 'stream' and o.get('name') == 'stdout'
+            md = ''.join(_src({'source': o['data']['text/markdown']}) if 'data' in o else o['text'] for o in outs if is_md(o))
+            rest = [o for o in outs if not is_md(o)]
             if 'show_doc' in body:
                 m = _re_showdoc.search(body)
                 if m: anchors.add(m.group(1).lower())
                 md = _showdoc_md(md, body)
-            if opts.get('echo') != 'false': c['outputs'] = []; cells.append(c)
+            if opts.get('echo') != 'false': cells.append({**c, 'outputs': []})
             if md.strip(): cells.append(_md(code_links(_links(md, site, names))))
+            if rest:                           # figures and other outputs stay, after the Markdown, without the code
+                cells.append({**copy.deepcopy(c), 'id': None, 'outputs': rest, 'metadata': {'tags': ['remove-input']}})
             continue
         cells.append(c)
     nb['cells'] = cells
