@@ -220,7 +220,11 @@ RULES = {   # rule -> pattern that must not occur in a page's visible text
     'raw Markdown link': re.compile(r'\[[^\]\n]{1,200}\]\((?:https?://|\.{0,2}/?[\w./-]+\.(?:html|ipynb|md)\b)[^)\s]*\)'),
     'quarto syntax': re.compile(r'\{(?:target|style|\.callout|\.column|fig-)[^}]*\}|^:::|^#\|\s*\w', re.M),
     'temp-folder path': re.compile(r'/tmp/tmp\w+|/tmp/[\w-]+\d\w{5,}|/var/folders/'),
+    'raw Markdown table': re.compile(r'^\s*\|(?:\s*:?-{3,}:?\s*\|)+\s*$', re.M),
 }
+# pages known to break a rule, each with the fix that is due; the test fails once a page no longer does
+KNOWN = {('demo.html', 'raw Markdown table'):
+         "11_demo prints the report (cell 1ece1092) and its _table demos as text: `#| output: asis` renders them"}
 
 @functools.lru_cache(maxsize=None)
 def _text(path:Path) -> _Text:
@@ -233,7 +237,9 @@ def test_no_raw_markdown_temp_paths_or_repeated_warnings_on_any_page(site):
         t = _text(p)
         text = ''.join(t.parts)
         for rule, pat in RULES.items():
-            bad += [f'{p.name}: {rule}: {m.group(0)[:120]!r}' for m in pat.finditer(text)]
+            found = [f'{p.name}: {rule}: {m.group(0)[:120]!r}' for m in pat.finditer(text)]
+            if (p.name, rule) not in KNOWN: bad += found
+            elif not found: bad.append(f'{p.name}: {rule}: fixed; remove it from KNOWN')
         for block in t.stderr:
             ls = [l for l in block.splitlines() if l.strip()]
             bad += [f'{p.name}: repeated warning: {a[:120]!r}' for a, b in zip(ls, ls[1:]) if a == b]
