@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.sat2cap-installed
 DEMO_OUT ?= demo_out
 
-.PHONY: install demo test nbtest pytest export clean-nbs docs readme wheel-check bench
+.PHONY: install demo test nbtest pytest export clean-nbs docs readme wheel-check release-check bench
 
 install: $(STAMP)
 
@@ -56,6 +56,17 @@ readme: $(STAMP)
 # builds the wheel, installs it into a fresh venv and runs `sat2cap --help` / `sat2cap synthworld` from it
 wheel-check: $(STAMP)
 	SAT2CAP_SLOW=1 $(BIN)/python -m pytest -q -s tests/test_packaging.py
+
+# what .github/workflows/publish.yml does before uploading, plus an install: build the sdist and, from it, the
+# wheel into dist/release/ (`python -m build`), `twine check --strict` both, then install that wheel into a
+# fresh venv and run `sat2cap --help` and `sat2cap synthworld` from it (tests/test_packaging.py)
+release-check: $(STAMP)
+	$(BIN)/python tools/build_docs.py readme --check
+	rm -rf dist/release
+	$(BIN)/python -m pip install -q build twine
+	$(BIN)/python -m build --outdir dist/release .
+	$(BIN)/python -m twine check --strict dist/release/*
+	SAT2CAP_SLOW=1 SAT2CAP_WHEEL="$$(ls $(CURDIR)/dist/release/sat2cap-*.whl)" $(BIN)/python -m pytest -q -s tests/test_packaging.py -k fresh_venv
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_synthworld.py

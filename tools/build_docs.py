@@ -7,8 +7,11 @@
 
 Pipeline: nbdev's own processing (`nbdev.serve.proc_nbs` -> `_proc/`: frontmatter, `show_doc` for every
 exported symbol, `#| hide`/`#| export` removal, symbol links), then a small translation of the quarto cell
-options nbdev leaves behind (`#| echo: false`, `#| output: asis`, ...) into MyST-NB tags, then Sphinx with
-MyST-NB renders the saved outputs (never re-executed) into `_docs/`. Page names, sidebar order, site title
+options nbdev leaves behind (`#| echo: false`, `#| output: asis`, ...) into MyST-NB tags, a clean-up of
+what a reader must not see (Markdown links inside code blocks, temp-folder paths, a repeated warning line),
+then Sphinx with MyST-NB renders the saved outputs into `_docs/`. Outputs are never re-executed, except the
+few notebooks in `RERUN`, whose outputs describe the current code or read result files (CLI usage, the
+Paper figures page): those are run at build time so the page cannot go stale. Page names, sidebar order, site title
 and URLs come from `_quarto.yml` and settings.ini, so both builds give the same pages (`core.html`, ...).
 Where quarto is installed, `make docs` runs `nbdev_docs` instead.
 """
@@ -26,6 +29,13 @@ _re_num = re.compile(r'^\d+[a-zA-Z0-9]*_')          # nbdev/quarto drop "00_" pr
 _re_opt = re.compile(r'^#\|\s*([\w-]+)\s*:\s*(.*?)\s*$')
 _re_showdoc = re.compile(r'show_doc\(\s*([\w.]+)')
 _re_nblink = re.compile(r'\]\((?!\w+://)([^)\s#]+)\.ipynb(#[^)\s]*)?\)')
+_re_fence = re.compile(r'^(```+|~~~+)[^\n]*\n.*?^\1[ \t]*$', re.M | re.S)
+_re_mdlink = re.compile(r'\[([^\]\n]*)\]\([^)\s]*\)')
+_re_tmp = re.compile(r'(?<![\w.$/-])/tmp/[\w.-]+')     # a temp folder of the run that drew the output
+TMP = '$TMP'
+# notebooks run at build time (their pages show the current CLI / current result files); cheap, no #| slow cells
+RERUN = ['12_cli.ipynb', 'paper_figures.ipynb']
+CSS = Path(__file__).with_name('docs.css')               # Sphinx/furo layout; nbs/styles.css is quarto's
 
 
 def settings(root:Path=ROOT) -> dict:
@@ -116,6 +126,36 @@ def _showdoc_md(md:str, src:str) -> str:
     # the heading `### name` already gets id make_id(name); add nbdev's anchor only where they differ
     return (f'<a id="{anchor}"></a>\n\n' if make_id(name) != anchor else '') + md
 
+def code_links(md:str) -> str:
+    "Write Markdown links inside fenced code blocks (show_doc signatures) as their plain text."
+    return _re_fence.sub(lambda m: _re_mdlink.sub(r'\1', m.group(0)), md)
+
+def tmp_paths(text:str) -> str:
+    "Replace temp-folder paths (`/tmp/tmpab12cd34/x`) by `$TMP/x`: they mean nothing to a reader."
+    return _re_tmp.sub(TMP, text)
+
+def _dedup_lines(text:str) -> str:
+    "Drop a line that repeats the line just before it."
+    out = []
+    for l in text.splitlines(keepends=True):
+        if not out or l != out[-1]: out.append(l)
+    return ''.join(out)
+
+def clean_outputs(outputs:list) -> list:
+    "Merge consecutive stream outputs, drop repeated warning lines, hide temp paths in every text output."
+    res = []
+    for o in copy.deepcopy(outputs):
+        if o.get('output_type') == 'stream':
+            o['text'] = _src({'source': o.get('text', '')})
+            if res and res[-1].get('output_type') == 'stream' and res[-1].get('name') == o.get('name'):
+                res[-1]['text'] += o['text']; continue
+        res.append(o)
+    for o in res:
+        if o.get('output_type') == 'stream': o['text'] = tmp_paths(_dedup_lines(o['text']))
+        for k, v in o.get('data', {}).items():
+            if k.startswith('text/'): o['data'][k] = tmp_paths(_src({'source': v}))
+    return res
+
 def translate(nb:dict, site:str, names:dict) -> tuple[dict, dict, set]:
     "Translate one nbdev-processed notebook for MyST-NB; return (notebook, frontmatter, anchors)."
     nb = copy.deepcopy(nb); cells, fm, anchors = [], {}, set()
@@ -128,23 +168,28 @@ def translate(nb:dict, site:str, names:dict) -> tuple[dict, dict, set]:
                 if t[1]: cells.insert(0, t[1])
                 continue
         if c['cell_type'] == 'markdown':
-            cells.append(_md(_links(src, site, names))); continue
+            cells.append(_md(code_links(_links(src, site, names)))); continue
         if c['cell_type'] != 'code': cells.append(c); continue
+        c['outputs'] = clean_outputs(c.get('outputs', []))
         opts, body = _opts(src)
         if opts.get('include') == 'false' or not body.strip() and not c.get('outputs'): continue
         c['source'] = body
         tags = c.setdefault('metadata', {}).setdefault('tags', [])
         if opts.get('echo') == 'false': tags.append('remove-input')
         if opts.get('output') == 'false': tags.append('remove-output')
-        if opts.get('output') == 'asis':      # quarto splices markdown output into the page (show_doc)
-            md = ''.join(''.join(o['data']['text/markdown']) for o in c.get('outputs', [])
-                         if 'text/markdown' in o.get('data', {}))
+        if opts.get('output') == 'asis':      # quarto splices Markdown output and printed text into the page
+            outs = c.get('outputs', [])
+            is_md = lambda o: 'text/markdown' in o.get('data', {}) or o.get('output_type') == 'stream' and o.get('name') == 'stdout'
+            md = ''.join(_src({'source': o['data']['text/markdown']}) if 'data' in o else o['text'] for o in outs if is_md(o))
+            rest = [o for o in outs if not is_md(o)]
             if 'show_doc' in body:
                 m = _re_showdoc.search(body)
                 if m: anchors.add(m.group(1).lower())
                 md = _showdoc_md(md, body)
-            if opts.get('echo') != 'false': c['outputs'] = []; cells.append(c)
-            if md.strip(): cells.append(_md(_links(md, site, names)))
+            if opts.get('echo') != 'false': cells.append({**c, 'outputs': []})
+            if md.strip(): cells.append(_md(code_links(_links(md, site, names))))
+            if rest:                           # figures and other outputs stay, after the Markdown, without the code
+                cells.append({**copy.deepcopy(c), 'id': None, 'outputs': rest, 'metadata': {'tags': ['remove-input']}})
             continue
         cells.append(c)
     nb['cells'] = cells
@@ -200,7 +245,8 @@ html_title = {title!r}
 html_baseurl = {site!r}
 html_copy_source = False
 html_show_sourcelink = False
-html_static_path = []
+html_static_path = ["_static"]
+html_css_files = ["sat2cap.css"]       # tools/docs.css: wider content, scrolling tables, full-width figures
 nb_execution_mode = "off"              # outputs are kept in the notebooks; never re-executed here
 nb_render_markdown_format = "myst"
 myst_enable_extensions = ["colon_fence", "dollarmath"]
@@ -221,6 +267,23 @@ def run_proc(root:Path) -> Path:
                    "keep imports in cells of their own.")
     return root/'_proc'
 
+def rerun(root:Path, nb_rel:str) -> dict:
+    "Run notebook `nb_rel` as nbdev_test does (cells flagged with settings.ini `tst_flags` skipped); return outputs by cell id."
+    from execnb.shell import CaptureShell
+    from fastcore.xtras import working_directory
+    from nbdev.frontmatter import FrontmatterProc
+    from nbdev.process import NBProcessor
+    cfg = settings(root)
+    path = root/cfg['nbs_path']/nb_rel
+    flags = set(cfg.get('tst_flags', '').split())
+    nb = NBProcessor(path, procs=FrontmatterProc, process=True).nb
+    skip = lambda c: c.cell_type != 'code' or bool(flags & set(getattr(c, 'directives_', None) or {}))
+    sh = CaptureShell(path)
+    try:
+        with working_directory(path.parent): sh.run_all(nb, exc_stop=True, preproc=skip)
+    except Exception: raise DocsError(f'{nb_rel} failed when run for the docs:\n{sh.prettytb(fname=path)}')
+    return {c.id: json.loads(json.dumps(c.get('outputs', []))) for c in nb.cells if c.cell_type == 'code'}
+
 def stage(root:Path, proc:Path, dst:Path) -> list[str]:
     "Write Sphinx sources (translated notebooks, API page, conf.py) into `dst`; return page names."
     cfg, site = settings(root), doc_url(settings(root))
@@ -230,6 +293,10 @@ def stage(root:Path, proc:Path, dst:Path) -> list[str]:
     anchors, pages = {}, {}
     for nb_rel in order:
         nb = json.loads((proc/nb_rel).read_text())
+        if nb_rel in RERUN:
+            outs = rerun(root, nb_rel)
+            for c in nb['cells']:
+                if c.get('id') in outs: c['outputs'] = outs[c['id']]
         nb, fm, anchors[names[nb_rel]] = translate(nb, site, names)
         if fm.get('output-file'): names[nb_rel] = fm['output-file'].removesuffix('.html')
         pages[names[nb_rel]] = fm
@@ -241,6 +308,8 @@ def stage(root:Path, proc:Path, dst:Path) -> list[str]:
     nb = json.loads(idx.read_text())
     nb['cells'].append(_md('```{toctree}\n:hidden:\n:maxdepth: 1\n\n' + '\n'.join(toc) + '\n```'))
     idx.write_text(json.dumps(_ids(nb), indent=1))
+    (dst/'_static').mkdir(exist_ok=True)
+    shutil.copy(CSS, dst/'_static'/'sat2cap.css')
     (dst/'conf.py').write_text(CONF.format(site=site, **{k: cfg.get(k, '') for k in
                                                           ('title', 'author', 'copyright', 'version')}))
     return ['index', *toc]
@@ -272,9 +341,11 @@ def build(root:Path=ROOT, out:Path|None=None, keep:bool=False) -> list[str]:
     tmp = Path(tempfile.mkdtemp(prefix='sat2cap-docs-'))
     try:
         pages = stage(root, proc, tmp/'src')
-        if out.exists(): shutil.rmtree(out)
-        cmd = [sys.executable, '-m', 'sphinx', '-b', 'html', '-q', '-d', str(tmp/'doctrees'), str(tmp/'src'), str(out)]
+        # Sphinx writes into tmp/html: MyST-NB puts its `jupyter_execute/` copies beside the output folder
+        cmd = [sys.executable, '-m', 'sphinx', '-b', 'html', '-q', '-d', str(tmp/'doctrees'), str(tmp/'src'), str(tmp/'html')]
         if subprocess.run(cmd, cwd=root).returncode: raise DocsError('sphinx-build failed (messages above)')
+        if out.exists(): shutil.rmtree(out)
+        shutil.copytree(tmp/'html', out)
         relink(out, doc_url(settings(root)))
         if (out/'_sources').is_dir() and not any((out/'_sources').iterdir()): (out/'_sources').rmdir()
         (out/'.nojekyll').touch()
@@ -301,7 +372,7 @@ def readme_text(root:Path=ROOT) -> str:
     nbd = json.loads(json.dumps({k: v for k, v in nb.items() if not k.endswith('_')}))
     for c in nbd['cells']: c['source'] = _src(c)
     nbd['cells'] = [c for c in nbd['cells'] if c['source'] or c.get('outputs')]
-    tnb, _, _ = translate(nbd, doc_url(cfg), {})
+    tnb, _, _ = translate(nbd, doc_url(cfg), {nb: page_name(nb) for nb in sidebar(root)})
     from traitlets.config import Config
     c = Config()
     c.TagRemovePreprocessor.enabled = True
@@ -310,6 +381,7 @@ def readme_text(root:Path=ROOT) -> str:
     c.TagRemovePreprocessor.remove_cell_tags = {'remove-cell'}
     ex = MarkdownExporter(config=c)
     body, _ = ex.from_notebook_node(nbformat.from_dict(tnb))
+    body = re.sub(r'(!\[[^\]]*\]\()images/', r'\1' + cfg['nbs_path'] + '/images/', body)   # README sits above nbs/
     return re.sub(r'\n{3,}', '\n\n', body).strip() + '\n'
 
 def write_readme(root:Path=ROOT, check:bool=False) -> bool:
