@@ -264,9 +264,13 @@ def test_paper_figures_page(site):
     pngs = sorted(set(re.findall(r'\]\(images/([\w.-]+\.png)\)', md)))
     assert len(pngs) >= 8 and all((NBS/'images'/n).exists() for n in pngs), pngs
     assert len([s for s in r.imgs if s.endswith('.png')]) >= len(pngs)
-    scores = json.loads((NBS/'results'/'paper_scores.json').read_text())
-    assert f"{scores['retrieval']['rows'][2][4]:.3f}" in text          # overhead->ground R@10 with date/time
-    assert text.count("The paper's claim") >= 7 and 'Source: nbs/' in text
+    assert 'Could not read these scores' not in text, re.findall(r'Could not read these scores[^.]*', text)
+    assert text.count("The paper's claim") >= 7 and text.count('Source: stored outputs of nbs/') >= 7
+    # the numbers are the notebooks' own: overhead->ground R@10 with date/time, as 05_train's stored output prints it
+    cell = next(c for c in json.loads((NBS/'05_train.ipynb').read_text())['cells'] if c.get('id') == '375c3617')
+    out = ''.join(''.join(o.get('data', {}).get('text/plain', '')) for o in cell['outputs'])
+    r10 = re.search(r'^overhead_to_ground.*?$.*?sat2cap_meta\s+\S+\s+\S+\s+(\S+)', out, re.M | re.S).group(1)
+    assert f'with {float(r10):.3f} (gallery' in text, r10
     css = (ROOT/'tools'/'docs.css').read_text()
     assert '.paper-figure' in css or 'article img' in css
 
