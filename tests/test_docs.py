@@ -153,11 +153,18 @@ def _run_chromium(args, timeout=120):
 CHECKER = """<html><body><pre id="out">running</pre><script>
 const pages = %s;
 function check(url) { return new Promise(done => {
-  const f = document.createElement('iframe'); f.width = 1280; f.height = 40000;
+  const f = document.createElement('iframe'); f.width = 1400; f.height = 40000;
   f.onload = () => { let d = null; try { d = f.contentDocument; } catch (e) {}
     if (!d || !d.body || !d.querySelector('article')) { done({url, error: 'page did not load'}); f.remove(); return; }
     const imgs = [...d.images];
-    done({url, title: d.title, imgs: imgs.length,
+    const right = d.querySelector('article').getBoundingClientRect().right + 8;   // inside it (furo's table padding aside)
+    const box = e => { for (let a = e; a && a.tagName !== 'ARTICLE'; a = a.parentElement)   // a scrolling box clips e
+                         if (['auto', 'scroll', 'hidden'].includes(getComputedStyle(a).overflowX)) return a;
+                       return e; };
+    const over = [...d.querySelectorAll('article table, article img')].filter(e => box(e).getBoundingClientRect().right > right)
+                   .map(e => e.tagName + ' ' + (e.getAttribute('src') || e.className) + ' ' +
+                        Math.round(box(e).getBoundingClientRect().right - right)).slice(0, 5);
+    done({url, title: d.title, imgs: imgs.length, over,
           broken: imgs.filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.getAttribute('src'))});
     f.remove(); };
   f.src = url; document.body.appendChild(f); }); }
@@ -176,6 +183,9 @@ def test_chromium_loads_every_page_with_its_images(site, tmp_path):
     assert len(res) == len(pages)
     bad = [o for o in res if o.get('error') or o.get('broken')]
     assert not bad, bad
+    # at 1400 px (furo shows the right-hand contents panel), wide tables scroll inside the content column
+    over = {Path(urlsplit(o['url']).path).name: o['over'] for o in res if o.get('over')}
+    assert not over, f'tables or figures wider than the content column: {over}'
     by_name = {Path(urlsplit(o['url']).path).name: o for o in res}
     assert by_name['index.html']['title'].startswith(bd.settings(ROOT)['title'])
     for nb in _notebooks():                       # every figure a notebook shows is decoded by the browser
