@@ -1,4 +1,6 @@
-"""The docs site as a reader sees it: every notebook a page, figures shown, links working, in headless Chromium.
+"""The docs site as a reader sees it: every notebook a page, figures shown, links working, in headless Chromium;
+no raw Markdown, quarto syntax, temp paths or repeated warnings on any page; tables and figures inside the
+content column; the CLI usage current; the Paper figures and landing pages complete.
 
 Uses `_docs/` when it is a Sphinx build newer than every notebook (after `make docs`); otherwise builds
 the site into a temp folder with tools/build_docs.py (~1 min). Chromium is Debian's `chromium`: installed
