@@ -16,9 +16,9 @@ import torch.distributed as dist
 from safetensors.torch import save_model, load_model
 from fastcore.script import call_parse, store_true
 from .core import Sat2CapError, seed_everything, atomic_path, write_json, progress, torch_threads
-import sys, pickle, hashlib, tarfile
+import sys, pickle, hashlib, tarfile, zipfile
 import open_clip
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from .core import warn, run_lock, check_positive, check_nonneg, check_fraction, check_choice, check_device, check_out_dir
 from .encoders import TINY, CONFIG_NAME, tiny_config_path
 from .dynamic import Sat2Cap
@@ -485,9 +485,18 @@ def check_clip(spec:str, # a --clip value
     arch, sep, tag = spec.partition(":")
     if arch not in open_clip.list_models():
         raise Sat2CapError(f"--clip {spec!r}: unknown CLIP model {arch!r}; use tiny, a folder from pretrain-clip, ARCH, ARCH:TAG or ARCH:CHECKPOINT (e.g. ViT-B-32:openai)")
-    if sep and tag not in open_clip.list_pretrained_tags_by_model(arch) and not Path(tag).is_file():
-        raise Sat2CapError(f"--clip {spec!r}: {tag!r} is neither a pretrained tag of {arch} nor a checkpoint file")
+    if not sep or tag in open_clip.list_pretrained_tags_by_model(arch): return spec
+    if not Path(tag).is_file(): raise Sat2CapError(f"--clip {spec!r}: {tag!r} is neither a pretrained tag of {arch} nor a checkpoint file")
+    _check_checkpoint_file(Path(tag), spec)
     return spec
+
+def _check_checkpoint_file(f:Path, spec:str):
+    "Raise unless `f` looks like a weights file: a safetensors header that reads, or a PyTorch (zip) archive."
+    if f.suffix == ".safetensors":
+        try:
+            with safe_open(str(f), "pt"): return
+        except (SafetensorError, OSError) as e: raise Sat2CapError(f"--clip {spec!r}: {f} is not a readable safetensors file ({_reason(e)})") from e
+    if not zipfile.is_zipfile(f): raise Sat2CapError(f"--clip {spec!r}: {f} is not a PyTorch checkpoint (torch.save zip archive) or .safetensors file")
 
 def data_fingerprint(data, # dataset folder
                     ) -> str:
