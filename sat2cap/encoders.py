@@ -396,7 +396,6 @@ def pretrain_clip_cli(data:str,              # SynthWorld folder (from `sat2cap 
     check_choice("--eval-split", eval_split, ("val", "test"))
     check_device(device)
     check_out_dir(out)
-    if not Path(data).is_dir(): raise Sat2CapError(f"dataset folder {data!r} does not exist")
     m = pretrain_clip(data, out, steps, batch_size, lr, seed, clip, gallery, max_train, eval_split, device=device)
     print(json.dumps({k: v for k, v in m.items() if k != "config"}, indent=2))
     return m

@@ -466,7 +466,7 @@ def evaluate_run(run, # a `Run` or a run folder
 
 # %% ../nbs/05_train.ipynb #b8d9d463
 PRESETS = {"synthworld": {}, "paper": PAPER}
-RUN_FILES = ("config.json", "metrics.jsonl", "overhead_stats.json", "checkpoints", "clip", "cache", "maps")  # what `train` writes into a run
+RUN_FILES = ("config.json", "metrics.jsonl", "overhead_stats.json", "checkpoints", "clip", "maps")  # a run's files (cache/ is keyed by content: kept)
 
 def is_tiny_clip(spec:str, # a --clip value
                 ) -> bool:
@@ -525,7 +525,7 @@ def run_state(out) -> str:
     return f"a run ({', '.join(found)})" if found else ""
 
 def clear_run(out):
-    "Delete what an earlier `train` wrote into `out` (checkpoints, metrics, config, caches); keep anything else."
+    "Delete what an earlier `train` wrote into `out` (checkpoints, metrics, config, map caches); keep anything else."
     for n in RUN_FILES:
         p = Path(out) / n
         if p.is_dir(): shutil.rmtree(p)
