@@ -16,11 +16,10 @@ import torch.distributed as dist
 from safetensors.torch import save_model, load_model
 from fastcore.script import call_parse, store_true
 from .core import Sat2CapError, seed_everything, atomic_path, write_json, progress, torch_threads
-import sys, pickle, hashlib, tarfile, zipfile
-import open_clip
-from safetensors import SafetensorError, safe_open
+import sys, pickle, hashlib, tarfile
+from safetensors import SafetensorError
 from .core import warn, run_lock, check_positive, check_nonneg, check_fraction, check_choice, check_device, check_out_dir
-from .encoders import TINY, CONFIG_NAME, tiny_config_path
+from .encoders import TINY, CONFIG_NAME, tiny_config_path, check_clip
 from .dynamic import Sat2Cap
 from .loss import MemoryBankLoss, ground_cache
 
@@ -29,8 +28,8 @@ __all__ = ['PAPER', 'META', 'BROKEN', 'PRESETS', 'RUN_FILES', 'TrainConfig', 'se
            'set_rng_state', 'preserve_rng', 'rank_slice', 'batch_stream', 'save_checkpoint', 'complete_checkpoints',
            'load_checkpoint', 'make_optimizer', 'make_schedule', 'TrainStep', 'pair_ranks', 'retrieval_metrics',
            'embed_samples', 'evaluate', 'setup_run', 'train', 'validate', 'Run', 'load_run', 'evaluate_run',
-           'is_tiny_clip', 'check_clip', 'data_fingerprint', 'count_samples', 'run_state', 'clear_run', 'check_config',
-           'make_config', 'train_cli', 'evaluate_cli']
+           'is_tiny_clip', 'data_fingerprint', 'count_samples', 'run_state', 'clear_run', 'check_config', 'make_config',
+           'train_cli', 'evaluate_cli']
 
 # %% ../nbs/05_train.ipynb #7f938cfe
 @dataclass
@@ -477,26 +476,6 @@ def is_tiny_clip(spec:str, # a --clip value
     try: cfg = json.loads(f.read_text()).get("model_cfg", {})
     except ValueError: return False
     return cfg.get("vision_cfg") == json.loads(tiny_config_path().read_text())["vision_cfg"]
-
-def check_clip(spec:str, # a --clip value
-              ) -> str:
-    "Raise unless `spec` can name a CLIP (cheap: names and files only; the weights are read when training starts)."
-    if is_tiny_clip(spec) or Path(spec).is_dir() or spec.startswith("hf-hub:"): return spec
-    arch, sep, tag = spec.partition(":")
-    if arch not in open_clip.list_models():
-        raise Sat2CapError(f"--clip {spec!r}: unknown CLIP model {arch!r}; use tiny, a folder from pretrain-clip, ARCH, ARCH:TAG or ARCH:CHECKPOINT (e.g. ViT-B-32:openai)")
-    if not sep or tag in open_clip.list_pretrained_tags_by_model(arch): return spec
-    if not Path(tag).is_file(): raise Sat2CapError(f"--clip {spec!r}: {tag!r} is neither a pretrained tag of {arch} nor a checkpoint file")
-    _check_checkpoint_file(Path(tag), spec)
-    return spec
-
-def _check_checkpoint_file(f:Path, spec:str):
-    "Raise unless `f` looks like a weights file: a safetensors header that reads, or a PyTorch (zip) archive."
-    if f.suffix == ".safetensors":
-        try:
-            with safe_open(str(f), "pt"): return
-        except (SafetensorError, OSError) as e: raise Sat2CapError(f"--clip {spec!r}: {f} is not a readable safetensors file ({_reason(e)})") from e
-    if not zipfile.is_zipfile(f): raise Sat2CapError(f"--clip {spec!r}: {f} is not a PyTorch checkpoint (torch.save zip archive) or .safetensors file")
 
 def data_fingerprint(data, # dataset folder
                     ) -> str:
