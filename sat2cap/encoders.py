@@ -4,7 +4,7 @@
 
 # %% ../nbs/02_encoders.ipynb #77156e54
 from __future__ import annotations
-import copy, json, math, re, time, pickle, itertools, contextlib, logging
+import copy, json, math, re, time, pickle, itertools, contextlib, logging, zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from importlib import resources
@@ -13,6 +13,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 import open_clip
+from safetensors import SafetensorError, safe_open
 from open_clip.pretrained import get_pretrained_cfg
 from fastcore.script import call_parse, store_true
 from .core import Sat2CapError, seed_everything, atomic_path, write_json, progress, check_positive, check_nonneg, check_choice, check_device, check_out_dir
@@ -23,7 +24,7 @@ __all__ = ['TINY', 'CONFIG_NAME', 'WEIGHTS_NAME', 'SAT2CAP_OVERHEAD_MEAN', 'SAT2
            'register_tiny_clip', 'ClipBundle', 'load_clip', 'save_clip', 'GroundEncoder', 'OverheadEncoder',
            'TextEncoder', 'overhead_preprocess', 'convert_hf_clip_vision', 'hf_vision_config', 'visual_from_hf',
            'load_sat2cap_hf', 'read_pairs', 'caption_to_photo_recall', 'embed_pairs', 'train_clip', 'pretrain_clip',
-           'pretrain_clip_cli']
+           'pretrain_clip_cli', 'check_clip']
 
 # %% ../nbs/02_encoders.ipynb #eb51d88d
 TINY = "sat2cap-tiny"
@@ -393,8 +394,30 @@ def pretrain_clip_cli(data:str,              # SynthWorld folder (from `sat2cap 
     check_nonneg("--seed", seed)
     check_choice("--eval-split", eval_split, ("val", "test"))
     check_device(device)
+    check_clip(clip)
     check_out_dir(out)
-    if not Path(data).is_dir(): raise Sat2CapError(f"dataset folder {data!r} does not exist")
     m = pretrain_clip(data, out, steps, batch_size, lr, seed, clip, gallery, max_train, eval_split, device=device, strict=strict)
     print(json.dumps({k: v for k, v in m.items() if k != "config"}, indent=2))
     return m
+
+# %% ../nbs/02_encoders.ipynb #4b930316
+def check_clip(spec:str, # a --clip value
+              ) -> str:
+    "Raise unless `spec` can name a CLIP (cheap: names and files only; the weights are read when training starts)."
+    if spec in ("tiny", TINY) or Path(spec).is_dir() or spec.startswith("hf-hub:"): return spec
+    arch, sep, tag = spec.partition(":")
+    if arch not in open_clip.list_models():
+        raise Sat2CapError(f"--clip {spec!r}: unknown CLIP model {arch!r}; use tiny, a folder from pretrain-clip, ARCH, ARCH:TAG or ARCH:CHECKPOINT (e.g. ViT-B-32:openai)")
+    if not sep or tag in open_clip.list_pretrained_tags_by_model(arch): return spec
+    if not Path(tag).is_file(): raise Sat2CapError(f"--clip {spec!r}: {tag!r} is neither a pretrained tag of {arch} nor a checkpoint file")
+    _check_checkpoint_file(Path(tag), spec)
+    return spec
+
+def _check_checkpoint_file(f:Path, spec:str):
+    "Raise unless `f` looks like a weights file: a safetensors header that reads, or a PyTorch (zip) archive."
+    if f.suffix == ".safetensors":
+        try:
+            with safe_open(str(f), "pt"): return
+        except (SafetensorError, OSError) as e: raise Sat2CapError(f"--clip {spec!r}: {f} is not a readable safetensors file ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from e
+    if not zipfile.is_zipfile(f): raise Sat2CapError(f"--clip {spec!r}: {f} is not a PyTorch checkpoint (torch.save zip archive) or .safetensors file")
+

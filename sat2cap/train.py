@@ -17,10 +17,9 @@ from safetensors.torch import save_model, load_model
 from fastcore.script import call_parse, store_true
 from .core import Sat2CapError, seed_everything, atomic_path, write_json, progress, torch_threads
 import sys, pickle, hashlib, tarfile
-import open_clip
 from safetensors import SafetensorError
 from .core import warn, run_lock, check_positive, check_nonneg, check_fraction, check_choice, check_device, check_out_dir
-from .encoders import TINY, CONFIG_NAME, tiny_config_path
+from .encoders import TINY, CONFIG_NAME, tiny_config_path, check_clip
 from .dynamic import Sat2Cap
 from .loss import MemoryBankLoss, ground_cache
 from .data import split_shards, strict_reading
@@ -30,8 +29,8 @@ __all__ = ['PAPER', 'META', 'BROKEN', 'PRESETS', 'RUN_FILES', 'TrainConfig', 'se
            'set_rng_state', 'preserve_rng', 'rank_slice', 'batch_stream', 'save_checkpoint', 'complete_checkpoints',
            'load_checkpoint', 'make_optimizer', 'make_schedule', 'TrainStep', 'pair_ranks', 'retrieval_metrics',
            'embed_samples', 'evaluate', 'setup_run', 'train', 'validate', 'Run', 'load_run', 'evaluate_run',
-           'is_tiny_clip', 'check_clip', 'data_fingerprint', 'count_samples', 'run_state', 'clear_run', 'check_config',
-           'make_config', 'train_cli', 'evaluate_cli']
+           'is_tiny_clip', 'data_fingerprint', 'count_samples', 'run_state', 'clear_run', 'check_config', 'make_config',
+           'train_cli', 'evaluate_cli']
 
 # %% ../nbs/05_train.ipynb #7f938cfe
 @dataclass
@@ -462,7 +461,7 @@ def evaluate_run(run, # a `Run` or a run folder
 
 # %% ../nbs/05_train.ipynb #b8d9d463
 PRESETS = {"synthworld": {}, "paper": PAPER}
-RUN_FILES = ("config.json", "metrics.jsonl", "overhead_stats.json", "checkpoints", "clip", "cache", "maps")  # what `train` writes into a run
+RUN_FILES = ("config.json", "metrics.jsonl", "overhead_stats.json", "checkpoints", "clip", "maps")  # a run's files (cache/ is keyed by content: kept)
 
 def is_tiny_clip(spec:str, # a --clip value
                 ) -> bool:
@@ -473,17 +472,6 @@ def is_tiny_clip(spec:str, # a --clip value
     try: cfg = json.loads(f.read_text()).get("model_cfg", {})
     except ValueError: return False
     return cfg.get("vision_cfg") == json.loads(tiny_config_path().read_text())["vision_cfg"]
-
-def check_clip(spec:str, # a --clip value
-              ) -> str:
-    "Raise unless `spec` can name a CLIP (cheap: names and files only; the weights are read when training starts)."
-    if is_tiny_clip(spec) or Path(spec).is_dir() or spec.startswith("hf-hub:"): return spec
-    arch, sep, tag = spec.partition(":")
-    if arch not in open_clip.list_models():
-        raise Sat2CapError(f"--clip {spec!r}: unknown CLIP model {arch!r}; use tiny, a folder from pretrain-clip, ARCH, ARCH:TAG or ARCH:CHECKPOINT (e.g. ViT-B-32:openai)")
-    if sep and tag not in open_clip.list_pretrained_tags_by_model(arch) and not Path(tag).is_file():
-        raise Sat2CapError(f"--clip {spec!r}: {tag!r} is neither a pretrained tag of {arch} nor a checkpoint file")
-    return spec
 
 def data_fingerprint(data, # dataset folder
                     ) -> str:
@@ -512,7 +500,7 @@ def run_state(out) -> str:
     return f"a run ({', '.join(found)})" if found else ""
 
 def clear_run(out):
-    "Delete what an earlier `train` wrote into `out` (checkpoints, metrics, config, caches); keep anything else."
+    "Delete what an earlier `train` wrote into `out` (checkpoints, metrics, config, map caches); keep anything else."
     for n in RUN_FILES:
         p = Path(out) / n
         if p.is_dir(): shutil.rmtree(p)

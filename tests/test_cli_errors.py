@@ -1,20 +1,22 @@
-"""User mistakes at the command line: one clear line on stderr naming what is wrong, exit status 2, no traceback.
+"""User mistakes at the command line: one clear line on stderr naming what is wrong, exit status 2, no traceback,
+and never a hang.
 
-The console script itself runs in a subprocess for the cheap cases (`run`); the subcommands that import
-torch run through the same dispatcher in-process (`call`, `sat2cap.cli.main` with stderr captured at the
-file-descriptor level), which keeps this file fast: any exception other than the dispatcher's exit 2 fails
-the test with its traceback. Cases for subcommands not yet registered in `sat2cap.cli.COMMANDS` skip with
-that reason and run as soon as the subcommand is registered.
+`TABLE` lists, for every subcommand of this lane (synthworld, pretrain-clip, train, evaluate, demo), invalid
+option values with the words the error line must contain. They run in one driver subprocess (`DRIVER`) that
+imports the package once and forks one child per case, so each case is its own process with its own exit status
+and stderr, killed after `CASE_TIMEOUT` seconds (a hang fails the case), at the cost of one import in all.
+A few cases also run through the installed console script. Other cases (map, score-map) run through the
+dispatcher in this process (`call`).
 """
-import json, subprocess, sys, shutil
+import json, os, subprocess, sys, shutil, textwrap
 from pathlib import Path
 
 import pytest
-
-from sat2cap.cli import COMMANDS
+import torch
 
 SAT2CAP = shutil.which("sat2cap") or str(Path(sys.executable).parent / "sat2cap")
 BBOX_EUROPE = "2.0,48.0,3.0,49.0"               # lon0,lat0,lon1,lat1 around Paris: outside the SynthWorld US
+CASE_TIMEOUT = 60                                # seconds one case may take before it counts as a hang
 
 
 def run(*args, cwd=None):
@@ -28,9 +30,6 @@ def call(capfd, *args):
     out, err = capfd.readouterr()
     return subprocess.CompletedProcess(args, rc, out, err)
 
-def need(name):
-    if name not in COMMANDS: pytest.skip(f"subcommand {name} not registered yet")
-
 def assert_user_error(r, sub, *words):
     "Exit 2, no traceback, stderr is one line `sat2cap SUB: error: ...` naming one of `words`."
     lines = [l for l in r.stderr.splitlines() if l.strip()]
@@ -40,34 +39,133 @@ def assert_user_error(r, sub, *words):
     assert lines[0].startswith(f"sat2cap {sub}: error: "), lines[0]
     assert any(w.lower() in lines[0].lower() for w in words), f"{lines[0]!r} names none of {words}"
 
-def assert_usage_error(r, sub, *words):
-    "argparse mistakes: usage lines, then `sat2cap SUB: error: ...` as the last line, exit 2."
-    lines = [l for l in r.stderr.splitlines() if l.strip()]
-    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
-    assert lines and lines[-1].startswith(f"sat2cap {sub}: error: "), r.stderr[-2000:]
-    assert any(w.lower() in lines[-1].lower() for w in words), lines[-1]
+assert_usage_error = assert_user_error          # argparse's mistakes are one line too
 
 
-# ---------- fixtures: a tiny dataset and a tiny run, made as a user would ----------
+# ---------- the table: every invalid value of every option, one forked process each ----------
+
+TABLE = [  # (subcommand, arguments with {world} {run} {tmp} {file} {bad_ckpt}, words the error line must name)
+    ("synthworld", "{tmp}/o --n-samples 0", ["--n-samples", "n_samples", "positive"]),
+    ("synthworld", "{tmp}/o --n-samples -5", ["n_samples", "positive"]),
+    ("synthworld", "{tmp}/o --region-step 0", ["region_step", "positive"]),
+    ("synthworld", "{tmp}/o --region-step -1", ["region_step", "positive"]),
+    ("synthworld", "{tmp}/o --region-step nan", ["region_step", "positive"]),
+    ("synthworld", "{tmp}/o --region-step 0.0001", ["region_step", "tiles"]),
+    ("synthworld", "{tmp}/o --region-step 500", ["region_step", "no land tile"]),
+    ("synthworld", "{tmp}/o --image-size 8", ["image_size", "16"]),
+    ("synthworld", "{tmp}/o --ground-size -3", ["ground_size"]),
+    ("synthworld", "{tmp}/o --workers -1", ["workers"]),
+    ("synthworld", "{tmp}/o --seed -1", ["seed"]),
+    ("synthworld", "{file} --n-samples 10", ["not a folder"]),
+    ("synthworld", "/proc/sat2cap-out --n-samples 10", ["not writable"]),
+    ("synthworld", "{tmp}/o --n-samples abc", ["invalid int", "abc"]),
+    ("synthworld", "{tmp}/o --no-such-option 1", ["unrecognized", "--no-such-option"]),
+    ("synthworld", "", ["required", "out"]),
+    ("train", "{world} --out {tmp}/r --batch-size 1000", ["--batch-size 1000 is larger than the 82 training samples"]),
+    ("train", "{world} --out {tmp}/r --batch-size 0", ["--batch-size must be positive"]),
+    ("train", "{world} --out {tmp}/r --steps 0", ["--steps must be positive"]),
+    ("train", "{world} --out {tmp}/r --lr 0", ["--lr must be positive"]),
+    ("train", "{world} --out {tmp}/r --lr nan", ["--lr must be positive, got nan"]),
+    ("train", "{world} --out {tmp}/r --lr inf", ["--lr must be positive, got inf"]),
+    ("train", "{world} --out {tmp}/r --lr -1e-4", ["--lr must be positive"]),
+    ("train", "{world} --out {tmp}/r --queue-size 0", ["--queue-size"]),
+    ("train", "{world} --out {tmp}/r --num-workers -1", ["--num-workers"]),
+    ("train", "{world} --out {tmp}/r --cpu-threads -2", ["--cpu-threads"]),
+    ("train", "{world} --out {tmp}/r --eval-every -1", ["--eval-every"]),
+    ("train", "{world} --out {tmp}/r --ckpt-every 0", ["--ckpt-every"]),
+    ("train", "{world} --out {tmp}/r --seed -1", ["--seed"]),
+    ("train", "{world} --out {tmp}/r --precision fp16", ["--precision 'fp16'", "auto, bf16, fp32"]),
+    ("train", "{world} --out {tmp}/r --preset huge", ["--preset 'huge'"]),
+    ("train", "{world} --out {tmp}/r --device tpu", ["--device 'tpu'"]),
+    ("train", "{world} --out {tmp}/r --device cuda:99", ["--device 'cuda:99'"]),
+    ("train", "{world} --out {tmp}/r --clip no-such-model", ["no-such-model"]),
+    ("train", "{world} --out {tmp}/r --clip ViT-B-32:{bad_ckpt}", ["bad.pt", "not a PyTorch checkpoint"]),
+    ("train", "{world} --out {tmp}/r --clip ViT-B-32:/no/such.pt", ["/no/such.pt"]),
+    ("train", "{world} --out {file}", ["not a folder"]),
+    ("train", "{world} --out /proc/sat2cap-run", ["not writable"]),
+    ("train", "{world} --out {run}", ["already holds a run", "--resume"]),
+    ("train", "{world} --out {run} --resume --overwrite", ["--resume and --overwrite"]),
+    ("train", "/nonexistent --out {tmp}/r", ["/nonexistent"]),
+    ("train", "{empty} --out {tmp}/r", ["shard", "train"]),
+    ("train", "{world} --out {tmp}/r --steps 1.5", ["invalid int", "1.5"]),
+    ("pretrain-clip", "{world} --out {tmp}/c --steps 0", ["--steps"]),
+    ("pretrain-clip", "{world} --out {tmp}/c --batch-size 0", ["--batch-size"]),
+    ("pretrain-clip", "{world} --out {tmp}/c --lr inf", ["--lr"]),
+    ("pretrain-clip", "{world} --out {tmp}/c --gallery 0", ["--gallery"]),
+    ("pretrain-clip", "{world} --out {tmp}/c --max-train 0", ["--max-train"]),
+    ("pretrain-clip", "{world} --out {tmp}/c --seed -1", ["--seed"]),
+    ("pretrain-clip", "{world} --out {tmp}/c --eval-split train2", ["--eval-split 'train2'"]),
+    ("pretrain-clip", "{world} --out {tmp}/c --device tpu", ["--device"]),
+    ("pretrain-clip", "{world} --out {file}", ["not a folder"]),
+    ("pretrain-clip", "{world} --out {tmp}/c --clip ViT-B-32:{bad_ckpt}", ["not a PyTorch checkpoint"]),
+    ("pretrain-clip", "{world}", ["--out"]),
+    ("pretrain-clip", "/nonexistent --out {tmp}/c", ["/nonexistent"]),
+    ("evaluate", "{run} {world} --gallery 0", ["--gallery"]),
+    ("evaluate", "{run} {world} --device tpu", ["--device"]),
+    ("evaluate", "/nonexistent-run {world}", ["/nonexistent-run"]),
+    ("evaluate", "{run} /nonexistent", ["/nonexistent"]),
+    ("evaluate", "{tmp} {world}", ["no complete checkpoint"]),
+    ("demo", "--out {file}", ["not a folder"]),
+    ("demo", "--out /proc/sat2cap-demo", ["not writable"]),
+]
+if not torch.cuda.is_available():               # --device cuda on a machine without CUDA
+    TABLE += [(sub, f"{pre} --device cuda", ["CUDA is not available"]) for sub, pre in
+              (("train", "{world} --out {tmp}/r"), ("pretrain-clip", "{world} --out {tmp}/c"), ("evaluate", "{run} {world}"))]
+
+DRIVER = textwrap.dedent('''
+    import json, os, sys, time, tempfile
+    import sat2cap.cli as cli
+    for name in ("synthworld", "pretrain-clip", "train", "evaluate", "demo"): cli._command(name)   # import once, before forking
+    cases, limit, res = json.loads(sys.argv[1]), float(sys.argv[2]), []
+    for argv in cases:
+        err, t0 = tempfile.TemporaryFile(), time.time()
+        pid = os.fork()
+        if pid == 0:
+            os.dup2(err.fileno(), 2)
+            os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+            try: code = cli.main(argv) or 0
+            except SystemExit as e: code = e.code if isinstance(e.code, int) else 1
+            except BaseException:
+                import traceback; traceback.print_exc(); code = 1
+            sys.stderr.flush()
+            os._exit(code)
+        while True:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done: rc = os.waitstatus_to_exitcode(status); break
+            if time.time() - t0 > limit: os.kill(pid, 9); os.waitpid(pid, 0); rc = "hang"; break
+            time.sleep(0.01)
+        err.seek(0)
+        res.append(dict(argv=argv, rc=rc, stderr=err.read().decode(errors="replace"), seconds=round(time.time() - t0, 2)))
+    print(json.dumps(res))
+''')
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    "A small SynthWorld dataset (written through the Python API, so these tests don't depend on option spelling)."
-    need("synthworld")
-    from sat2cap.synthworld import write_synthworld
-    out = tmp_path_factory.mktemp("cli") / "sw"
-    write_synthworld(out, 60, 0, 32, None, 2.0, 1)
-    return out
+def table(tiny_world, tiny_run, tmp_path_factory):
+    "Run every TABLE case in its own forked process; return {(subcommand, args): result}."
+    tmp = tmp_path_factory.mktemp("cli_table")
+    (tmp / "taken.txt").write_text("x")
+    (tmp / "bad.pt").write_text("not a checkpoint")
+    (tmp / "empty" / "train").mkdir(parents=True)
+    run_copy = shutil.copytree(tiny_run, tmp / "run")            # `train` into it must be refused, leaving it as it was
+    fill = dict(world=tiny_world, run=run_copy, tmp=tmp, file=tmp / "taken.txt", bad_ckpt=tmp / "bad.pt", empty=tmp / "empty")
+    argvs = [[sub, *args.format(**fill).split()] for sub, args, _ in TABLE]
+    r = subprocess.run([sys.executable, "-c", DRIVER, json.dumps(argvs), str(CASE_TIMEOUT)], capture_output=True, text=True,
+                       timeout=CASE_TIMEOUT * 3 + 5 * len(argvs), env={**os.environ, "SAT2CAP_NO_PROGRESS": "1"})
+    assert r.returncode == 0, r.stderr[-3000:]
+    return {(sub, args): res for (sub, args, _), res in zip(TABLE, json.loads(r.stdout))}
 
-@pytest.fixture(scope="module")
-def run_dir(data, tmp_path_factory):
-    "A Sat2Cap run trained for a couple of steps on `data` with the tiny CLIP."
-    need("train")
-    from sat2cap.cli import main
-    out = tmp_path_factory.mktemp("cli") / "run"
-    assert (main(["train", str(data), "--out", str(out), "--clip", "tiny", "--steps", "2", "--batch-size", "8"]) or 0) == 0
-    return out
+@pytest.mark.parametrize("sub,args,words", TABLE, ids=[f"{s} {a}" for s, a, _ in TABLE])
+def test_invalid_option_is_one_line_exit_2(table, sub, args, words):
+    res = table[(sub, args)]
+    assert res["rc"] != "hang", f"sat2cap {sub} {args} still running after {CASE_TIMEOUT} s"
+    assert_user_error(subprocess.CompletedProcess(res["argv"], res["rc"], "", res["stderr"]), sub, *words)
 
+def test_train_batch_larger_than_the_data_from_the_console_script(tiny_world, tmp_path):
+    "The loop that never ended: a batch larger than the training set, through the installed script, with a timeout."
+    r = subprocess.run([SAT2CAP, "train", str(tiny_world), "--out", str(tmp_path / "r"), "--batch-size", "1000"],
+                       capture_output=True, text=True, timeout=120)
+    assert_user_error(r, "train", "--batch-size 1000 is larger than the 82 training samples")
+    assert not (tmp_path / "r" / "checkpoints").exists()
 
 # ---------- what exists now ----------
 
@@ -79,126 +177,91 @@ def test_unknown_subcommand():
 
 def test_synthworld_error_from_the_console_script(tmp_path):
     "End to end through the installed `sat2cap` script: a bad value is one line and exit 2."
-    need("synthworld")
     assert_user_error(run("synthworld", tmp_path / "out", "--n-samples", "0"), "synthworld", "n_samples", "positive")
 
-@pytest.mark.parametrize("args,words", [
-    (["--n-samples", "-5"], ["n_samples", "positive"]),
-    (["--image-size", "8"], ["image_size", "16"]),
-])
-def test_synthworld_bad_values(tmp_path, capfd, args, words):
-    need("synthworld")
-    assert_user_error(call(capfd, "synthworld", tmp_path / "out", *args), "synthworld", *words)
-
-def test_synthworld_output_is_a_file(tmp_path, capfd):
-    need("synthworld")
-    f = tmp_path / "taken.txt"; f.write_text("x")
-    assert_user_error(call(capfd, "synthworld", f, "--n-samples", "10"), "synthworld", str(f), "not a folder")
-
 def test_synthworld_refuses_a_non_empty_foreign_folder(tmp_path, capfd):
-    need("synthworld")
     (tmp_path / "notes.txt").write_text("mine")
     assert_user_error(call(capfd, "synthworld", tmp_path, "--n-samples", "10"), "synthworld", str(tmp_path))
     assert (tmp_path / "notes.txt").read_text() == "mine"
 
-@pytest.mark.parametrize("args,words", [
-    ([], ["required", "out"]),
-    (["OUT", "--n-samples", "abc"], ["invalid int", "abc"]),
-    (["OUT", "--no-such-option", "1"], ["unrecognized", "--no-such-option"]),
-])
-def test_synthworld_usage_errors(capfd, args, words):
-    need("synthworld")
-    assert_usage_error(call(capfd, "synthworld", *args), "synthworld", *words)
-
 def test_documented_dashed_options_are_accepted(tmp_path, capfd):
     "README and issues spell options with dashes (`--n-samples`); the parser must accept them."
-    need("synthworld")
     r = call(capfd, "synthworld", tmp_path / "sw", "--n-samples", "12", "--seed", "1", "--image-size", "16", "--region-step", "5")
     assert r.returncode == 0, r.stderr[-1000:]
     assert (tmp_path / "sw" / "manifest.json").exists()
 
 
-# ---------- subcommands registered later (skip until then) ----------
+# ---------- map and score-map (imagery's lane), through the dispatcher in this process ----------
 
-def test_train_missing_data(capfd):
-    need("train")
-    assert_user_error(call(capfd, "train", "/nonexistent", "--out", "/tmp/sat2cap-r"), "train", "/nonexistent")
-
-def test_train_folder_without_shards(tmp_path, capfd):
-    need("train")
-    (tmp_path / "empty").mkdir()
-    assert_user_error(call(capfd, "train", tmp_path / "empty", "--out", tmp_path / "r"), "train", "shard", str(tmp_path / "empty"))
-
-def test_train_unknown_clip_model(data, tmp_path, capfd):
-    need("train")
-    assert_user_error(call(capfd, "train", data, "--out", tmp_path / "r", "--clip", "no-such-model"), "train", "no-such-model")
-
-def test_pretrain_clip_missing_data(tmp_path, capfd):
-    need("pretrain-clip")
-    assert_user_error(call(capfd, "pretrain-clip", "/nonexistent", "--out", tmp_path / "clip"), "pretrain-clip", "/nonexistent")
-
-def test_evaluate_missing_run(data, capfd):
-    need("evaluate")
-    assert_user_error(call(capfd, "evaluate", "/nonexistent-run", data), "evaluate", "/nonexistent-run")
-
-def test_evaluate_missing_data(run_dir, capfd):
-    need("evaluate")
-    assert_user_error(call(capfd, "evaluate", run_dir, "/nonexistent"), "evaluate", "/nonexistent")
-
-def test_map_empty_prompt(run_dir, tmp_path, capfd):
-    need("map")
-    r = call(capfd, "map", run_dir, "conus", "", "--when", "2020-07-01 12:00", "--out", tmp_path / "x.png")
+def test_map_empty_prompt(tiny_run, tmp_path, capfd):
+    r = call(capfd, "map", tiny_run, "conus", "", "--when", "2020-07-01 12:00", "--out", tmp_path / "x.png")
     assert_user_error(r, "map", "prompt")
     assert not (tmp_path / "x.png").exists()
 
-def test_map_bbox_outside_the_world(run_dir, tmp_path, capfd):
-    need("map")
-    r = call(capfd, "map", run_dir, BBOX_EUROPE, "people riding horses", "--when", "2020-07-01 12:00", "--out", tmp_path / "x.png")
+def test_map_bbox_outside_the_world(tiny_run, tmp_path, capfd):
+    r = call(capfd, "map", tiny_run, BBOX_EUROPE, "people riding horses", "--when", "2020-07-01 12:00", "--out", tmp_path / "x.png")
     assert_user_error(r, "map", "outside", BBOX_EUROPE, "region")
 
-def test_map_unknown_region(run_dir, tmp_path, capfd):
-    need("map")
-    r = call(capfd, "map", run_dir, "atlantis", "people riding horses", "--when", "2020-07-01 12:00", "--out", tmp_path / "x.png")
+def test_map_unknown_region(tiny_run, tmp_path, capfd):
+    r = call(capfd, "map", tiny_run, "atlantis", "people riding horses", "--when", "2020-07-01 12:00", "--out", tmp_path / "x.png")
     assert_user_error(r, "map", "atlantis")
 
-def test_map_bad_date(run_dir, tmp_path, capfd):
-    need("map")
-    r = call(capfd, "map", run_dir, "conus", "people riding horses", "--when", "2020-13-45 99:00", "--out", tmp_path / "x.png")
+def test_map_bad_date(tiny_run, tmp_path, capfd):
+    r = call(capfd, "map", tiny_run, "conus", "people riding horses", "--when", "2020-13-45 99:00", "--out", tmp_path / "x.png")
     assert_user_error(r, "map", "2020-13-45", "--when", "date")
 
 def test_map_missing_run(tmp_path, capfd):
-    need("map")
     r = call(capfd, "map", "/nonexistent-run", "conus", "people riding horses", "--when", "2020-07-01 12:00", "--out", tmp_path / "x.png")
     assert_user_error(r, "map", "/nonexistent-run")
 
-def test_score_map_bad_date(run_dir, data, capfd):
-    need("score-map")
-    assert_user_error(call(capfd, "score-map", run_dir, data, "people riding horses", "--when", "not a date"),
+def test_score_map_bad_date(tiny_run, tiny_world, capfd):
+    assert_user_error(call(capfd, "score-map", tiny_run, tiny_world, "people riding horses", "--when", "not a date"),
                       "score-map", "not a date", "--when")
 
-def test_score_map_empty_prompt(run_dir, data, capfd):
-    need("score-map")
-    assert_user_error(call(capfd, "score-map", run_dir, data, "  ", "--when", "2020-07-01 12:00"), "score-map", "prompt")
+def test_score_map_empty_prompt(tiny_run, tiny_world, capfd):
+    assert_user_error(call(capfd, "score-map", tiny_run, tiny_world, "  ", "--when", "2020-07-01 12:00"), "score-map", "prompt")
 
-def test_score_map_missing_shards(run_dir, tmp_path, capfd):
-    need("score-map")
+def test_score_map_missing_shards(tiny_run, tmp_path, capfd):
     (tmp_path / "empty").mkdir()
-    r = call(capfd, "score-map", run_dir, tmp_path / "empty", "people riding horses", "--when", "2020-07-01 12:00")
+    r = call(capfd, "score-map", tiny_run, tmp_path / "empty", "people riding horses", "--when", "2020-07-01 12:00")
     assert_user_error(r, "score-map", str(tmp_path / "empty"), "shard", "manifest")
 
 
 # ---------- the same subcommands succeeding, through the dispatcher and its --dashed options ----------
 
-def test_score_map_prints_json_auc(run_dir, data, capfd):
-    r = call(capfd, "score-map", run_dir, data, "people riding horses", "--when", "2012-07-15 10:00")
+def test_score_map_prints_json_auc(tiny_run_copy, tiny_world, capfd):
+    r = call(capfd, "score-map", tiny_run_copy, tiny_world, "people riding horses", "--when", "2012-07-15 10:00")
     assert r.returncode == 0, r.stderr[-2000:]
     res = json.loads(r.stdout)
     assert res["prompt"] == "people riding horses" and res["when"].startswith("2012-07-15 10:00")
     assert 0.0 <= res["auc"] <= 1.0 and 0.0 <= res["no_meta_auc"] <= 1.0
 
-def test_map_writes_png(run_dir, tmp_path, capfd):
+def test_map_writes_png(tiny_run_copy, tmp_path, capfd):
     out = tmp_path / "m.png"
-    r = call(capfd, "map", run_dir, "-105.2,39.6,-104.6,40.0", "people riding horses", "--when", "2012-07-15 10:00",
+    r = call(capfd, "map", tiny_run_copy, "-105.2,39.6,-104.6,40.0", "people riding horses", "--when", "2012-07-15 10:00",
              "--out", out, "--basemap", "none")
     assert r.returncode == 0, r.stderr[-2000:]
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and str(out) in r.stdout
+
+
+# ---------- option spelling ----------
+
+@pytest.mark.parametrize("sub", ["synthworld", "pretrain-clip", "train", "evaluate", "demo", "map", "score-map"])
+def test_help_spells_options_with_dashes(capfd, sub):
+    "`--help` shows `--batch-size` as the README writes it, never fastcore's `--batch_size`."
+    r = call(capfd, sub, "--help")
+    opts = [w for w in r.stdout.split() if w.startswith("--")]
+    assert r.returncode == 0 and opts and not [o for o in opts if "_" in o], opts
+
+def test_underscore_spelling_still_accepted(tmp_path, capfd):
+    r = call(capfd, "synthworld", tmp_path / "o", "--n_samples", "0")
+    assert_user_error(r, "synthworld", "n_samples must be positive")
+
+def test_every_train_option_is_a_config_field():
+    "train's options are TrainConfig's fields (plus the data/run paths and the switches that are not settings)."
+    import dataclasses, inspect
+    from sat2cap.train import TrainConfig, train_cli
+    switches = {"data", "out", "preset", "no_cache", "resume", "overwrite"}
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    assert set(inspect.signature(train_cli.__wrapped__).parameters) - switches <= fields
+    assert "use_cache" in fields and {"preset", "out", "data"} <= fields
