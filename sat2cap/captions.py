@@ -12,7 +12,7 @@ import numpy as np, torch
 import torch.nn as nn
 import torch.nn.functional as F
 from .core import Sat2CapError, seed_everything, atomic_path, write_json, progress, chunks
-from .data import read_samples
+from .data import read_samples, strict_reading
 
 # %% auto #0
 __all__ = ['PAD', 'EOS', 'UNK', 'PAPER_TIMES', 'KINDS', 'tokenize', 'WordVocab', 'pad_captions', 'CaptionerConfig', 'PrefixLM',
@@ -601,7 +601,7 @@ class GPT2Vocab:
         return self.tok.decode(ids).strip()
 
 # %% ../nbs/08_captions.ipynb #5601806a
-from fastcore.script import call_parse
+from fastcore.script import call_parse, store_true
 
 @call_parse
 def train_captioner_cli(data:str, # SynthWorld dataset folder with train/ shards
@@ -612,9 +612,10 @@ def train_captioner_cli(data:str, # SynthWorld dataset folder with train/ shards
                         noise:float=0.0, # training noise (norm of the Gaussian added to unit embeddings)
                         limit:int=0, # use at most this many training pairs (0: all)
                         seed:int=0, # seed
+                        strict:store_true=False, # stop at the first bad sample or cut-short shard, naming shard and key (default: skip and count)
                        ):
     "Train a ClipCap-style captioner on SynthWorld ground photos' CLIP embeddings."
-    cap = train_captioner(data, clip, out, steps, batch_size, CaptionerConfig(noise=noise), limit=limit or None, seed=seed)
+    with strict_reading(strict): cap = train_captioner(data, clip, out, steps, batch_size, CaptionerConfig(noise=noise), limit=limit or None, seed=seed)
     print(f"captioner ({len(cap.vocab)} words, final loss {np.mean(cap.losses[-50:]):.3f}) -> {out}")
 
 @call_parse
@@ -623,12 +624,13 @@ def caption_score_cli(run:str, # Sat2Cap run folder
                       data:str, # SynthWorld dataset folder with test/ shards
                       limit:int=1000, # held-out samples
                       split:str="test", # held-out split
+                      strict:store_true=False, # stop at the first bad sample or cut-short shard, naming shard and key (default: skip and count)
                      ):
     "Print JSON: caption agreement with SynthWorld's truth per concept kind and view."
     from sat2cap.train import load_run
     from sat2cap.synthworld import SynthWorld
     r, world = load_run(run), SynthWorld.from_manifest(data)
-    res = caption_heldout(r, load_captioner(captioner), data, split, limit)
+    with strict_reading(strict): res = caption_heldout(r, load_captioner(captioner), data, split, limit)
     out = dict(samples=len(res["lat"]), agree=agreement(world, res).to_dict(), mentions=agreement(world, res, "mentions").to_dict())
     print(json.dumps(out, indent=1))
     return out

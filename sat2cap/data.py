@@ -21,9 +21,9 @@ from .core import Sat2CapError, atomic_path, write_json, progress
 
 # %% auto #0
 __all__ = ['OFFICIAL_KEYS', 'SKIP_REASONS', 'DATE_RE', 'KNOWN_MEMBERS', 'resolve_shards', 'encode_jpeg', 'write_shard',
-           'BadSample', 'parse_date', 'date_features', 'parse_metadata', 'SkipCounter', 'decode_image', 'decode_sample',
-           'skip_reason', 'known_member', 'strict_reading', 'tar_samples', 'shard_pipeline', 'report_cut',
-           'CrossViewDataset', 'split_shards', 'read_samples', 'plot', 'overhead_train_transform',
+           'ShardError', 'BadSample', 'parse_date', 'date_features', 'parse_metadata', 'SkipCounter', 'decode_image',
+           'decode_sample', 'skip_reason', 'known_member', 'strict_reading', 'tar_samples', 'shard_pipeline',
+           'report_cut', 'CrossViewDataset', 'split_shards', 'read_samples', 'plot', 'overhead_train_transform',
            'overhead_eval_transform', 'overhead_stats', 'save_stats', 'load_stats', 'collate', 'CrossViewLoader',
            'make_loader']
 
@@ -88,9 +88,23 @@ SKIP_REASONS = ("missing metadata.json", "bad metadata.json", "missing latitude"
                 "missing groundlevel.jpg", "corrupt groundlevel.jpg", "missing caption.txt",
                 "truncated shard")   # the sample a cut-short shard ends in
 
-class BadSample(Sat2CapError):
+def _original(msg):
+    "Return the message of an exception torch re-raises from a DataLoader worker (the last line of its report), else `msg`."
+    if not (isinstance(msg, str) and msg.startswith("Caught ") and "\nOriginal Traceback" in msg): return msg
+    return msg.rstrip().splitlines()[-1].split(": ", 1)[-1]
+
+class ShardError(Sat2CapError):
+    "A shard or sample that cannot be read; still one line when torch re-raises it from a DataLoader worker."
+    def __init__(self, msg:str): super().__init__(_original(msg))
+
+class BadSample(ShardError):
     "A sample that cannot be used; `reason` is one of `SKIP_REASONS`."
-    def __init__(self, reason:str, detail:str, where:str=""):
+    def __init__(self, reason:str, detail:str|None=None, where:str=""):
+        if detail is None:                                     # rebuilt by torch from a worker's report
+            msg = _original(reason)
+            self.reason = next((r for r in SKIP_REASONS if f": {r}: " in msg or msg.startswith(f"{r}: ")), None)
+            super().__init__(msg)
+            return
         assert reason in SKIP_REASONS, reason
         self.reason = reason
         super().__init__(f"{where}: {reason}: {detail}" if where else f"{reason}: {detail}")
@@ -293,7 +307,7 @@ def tar_samples(src, # dicts with `url`, e.g. from `wds.SimpleShardList`
                     last = s
             finally: f.close()
         except Sat2CapError: raise
-        except Exception as e: raise Sat2CapError(f"cannot read shard {url}: {type(e).__name__}: {e}") from e
+        except Exception as e: raise ShardError(f"cannot read shard {url}: {type(e).__name__}: {e}") from e
         if "cut" not in end and last is not None: yield last
         if "cut" in end: yield {"__key__": last and last["__key__"], "__url__": url, "__cut__": end["cut"], "__count__": n}
 
@@ -315,7 +329,7 @@ def report_cut(cut:dict, # a `__cut__` record from `tar_samples`
     key = cut["__key__"]
     at = "" if key is None else f"; sample {key!r} at the cut may be incomplete" + ("" if strict else " and is skipped")
     msg = f"shard {cut['__url__']} is cut short after {cut['__count__']} complete samples ({cut['__cut__']}){at}"
-    if strict: raise Sat2CapError(msg)
+    if strict: raise ShardError(msg)
     if skips is not None:                                     # the sample at the cut counts as seen and skipped
         skips.saw()
         skips.skip("truncated shard")
@@ -337,7 +351,7 @@ def _shard_errors(src, urls:list[str]):
         except Sat2CapError: raise
         except Exception as e:
             msg = str(e.args[0]).split(" @ ")[0] if e.args else ""
-            raise Sat2CapError(f"cannot read shard {_url_in(e, urls)}: {type(e).__name__}: {msg}") from e
+            raise ShardError(f"cannot read shard {_url_in(e, urls)}: {type(e).__name__}: {msg}") from e
         yield raw
 
 def _mix(*xs) -> int:
@@ -386,7 +400,9 @@ class CrossViewDataset(IterableDataset):
     def _samples(self, src):
         "Decode raw samples, counting and skipping (or, in strict mode, raising on) bad ones and cut-short shards."
         for raw in _shard_errors(src, self.urls):
-            if "__cut__" in raw: report_cut(raw, self.skips, self.strict); continue
+            if "__cut__" in raw:
+                report_cut(raw, self.skips, self.strict)
+                continue
             if self.keys is not None and raw["__key__"] not in self.keys: continue
             self.skips.saw()
             try: s = decode_sample(raw, self.overhead_tf, self.ground_tf, seed=_mix(self.seed, self.epoch, raw["__key__"]), **self.opts)

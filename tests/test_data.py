@@ -373,3 +373,17 @@ def test_skips_counted_in_spawned_workers(shards):
                          multiprocessing_context="spawn")
     assert sum(len(b["key"]) for b in dl) == 14
     assert dl.last_report == "skipped 2 of 16: 1 bad latitude, 1 corrupt overhead.jpg"
+
+def test_strict_errors_stay_one_line_from_loader_workers(tmp_path):
+    "torch re-raises a worker's exception from its formatted traceback; the reader's errors come back as themselves, one line."
+    samples = toy(5); _truncate(samples[2])
+    p = write_shard(tmp_path / "b.tar", samples)
+    with pytest.raises(BadSample) as e: list(make_loader(p, 2, num_workers=1, strict=True))
+    assert e.value.reason == "corrupt overhead.jpg" and str(e.value).startswith(f"sample 's0002' in shard {p}: corrupt overhead.jpg: ")
+    assert "\n" not in str(e.value)
+    full = write_shard(tmp_path / "full.tar", toy(5))
+    cut = tmp_path / "cut.tar"
+    cut.write_bytes(full.read_bytes()[:_members(full)[12][1]])
+    with pytest.raises(Sat2CapError) as e: list(make_loader(cut, 2, num_workers=1, strict=True))
+    assert str(e.value) == (f"shard {cut} is cut short after 2 complete samples (no end-of-archive block after the last member); "
+                            "sample 's0002' at the cut may be incomplete")
