@@ -7,7 +7,7 @@ through the `sat2cap` dispatcher in this process, and so do the library function
 (the full demo generates its own world and trains for minutes). The marker must never appear. The first test
 shows the danger is real: webdataset's default decoders run the planted code.
 """
-import io, json, os, pickle, shlex, shutil, subprocess, tarfile
+import io, json, os, pickle, shlex, shutil, tarfile
 from pathlib import Path
 
 import pytest
@@ -157,6 +157,7 @@ def test_corrupt_ground_jpeg_and_cut_tar(damaged, tiny_run, tmp_path, capfd, cap
     lines = err.strip().splitlines()
     assert rc == 2 and len(lines) == 1, err[-2000:]
     assert lines[0].startswith(f"sat2cap pretrain-clip: error: sample {bad!r} in shard {train}: corrupt groundlevel.jpg: ")
+    strict_ground = lines[0]
     caplog.clear()
     with caplog.at_level("WARNING", logger="sat2cap.data"): rc, out, err = call(capfd, "evaluate", tiny_run, data)
     assert rc == 0, err[-2000:]
@@ -166,4 +167,4 @@ def test_corrupt_ground_jpeg_and_cut_tar(damaged, tiny_run, tmp_path, capfd, cap
     lines = err.strip().splitlines()
     assert rc == 2 and len(lines) == 1 and lines[0].startswith(f"sat2cap evaluate: error: shard {test} is cut short after "), err[-2000:]
     assert "may be incomplete" in lines[0] and "Traceback" not in err
-    print(reports[0], cut[0], *[l for l in lines], sep="\n")
+    print(reports[0], strict_ground, cut[0], lines[0], sep="\n")
