@@ -64,6 +64,13 @@ def call(capfd, *args) -> tuple:
     return rc, out, err
 
 
+def test_every_reading_subcommand_has_strict():
+    from sat2cap.cli import _command, _parser
+    for name in ("pretrain-clip", "train", "evaluate", "map", "score-map", "demo"):
+        opts = {o for a in _parser(name, _command(name))._actions for o in a.option_strings}
+        assert "--strict" in opts, name
+
+
 def test_webdataset_default_decoders_would_run_the_planted_code(planted, tmp_path):
     "The danger is real: `.decode(...)`'s default handlers unpickle `.pyd`/`.pickle` and torch.load `.pth`."
     import webdataset as wds
@@ -86,19 +93,19 @@ def test_every_reading_command_ignores_planted_members(planted, tmp_path, capfd,
                         "--gallery", 5, "--max-train", 32, "--device", "cpu")
     assert rc == 0 and json.loads(out)["gallery"] == 5, err[-2000:]
     assert not marker.exists()
-    rc, out, err = call(capfd, "train", data, "--out", run, "--steps", 2, "--batch-size", 16, "--eval-every", 0, "--ckpt-every", 2)
+    rc, out, err = call(capfd, "train", data, "--out", run, "--steps", 2, "--batch-size", 16, "--eval-every", 0, "--ckpt-every", 2, "--strict")
     assert rc == 0 and "trained 2 steps" in out, err[-2000:]
     assert not marker.exists()
     rc, out, err = call(capfd, "evaluate", run, data, "--gallery", 8)
     assert rc == 0 and json.loads(out)["gallery"] == 8, err[-2000:]
     assert not marker.exists()
-    rc, out, err = call(capfd, "score-map", run, data, "people riding horses", "--when", "2012-07-15 10:00")
+    rc, out, err = call(capfd, "score-map", run, data, "people riding horses", "--when", "2012-07-15 10:00", "--strict")
     assert rc == 0 and "auc" in json.loads(out), err[-2000:]
     assert not marker.exists()
     import sat2cap.maps
     monkeypatch.setattr(sat2cap.maps, "FINE_STEP", 0.4)            # conus at 4 degrees: the dataset's own region/ shards
     rc, out, err = call(capfd, "map", run, "conus", "people riding horses", "--when", "2012-07-15 10:00",
-                        "--out", tmp_path / "map.png", "--basemap", "none")
+                        "--out", tmp_path / "map.png", "--basemap", "none", "--strict")
     assert rc == 0 and out.startswith(f"wrote {tmp_path / 'map.png'}"), err[-2000:]
     assert not marker.exists()
 
