@@ -7,7 +7,7 @@ from __future__ import annotations
 import io, re, glob, json, math, zlib, tarfile, logging, textwrap
 from contextlib import contextmanager
 from contextvars import ContextVar
-from collections import Counter
+from collections import Counter, deque
 from datetime import datetime
 from itertools import islice
 from pathlib import Path
@@ -265,17 +265,19 @@ def strict_reading(strict:bool=True, # default `strict` of the shard readers cre
     finally: _STRICT.reset(token)
 
 class _Tail:
-    "A read-only stream that remembers its position and the last `keep` bytes read (to look at a tar's final block)."
-    def __init__(self, f, keep:int=1 << 16): self.f, self.pos, self.tail, self.keep = f, 0, b"", keep
+    "A read-only stream that counts the bytes read and keeps (without copying) at least the last `keep` of them."
+    def __init__(self, f, keep:int=1 << 16): self.f, self.pos, self.keep, self.chunks, self.held = f, 0, keep, deque(), 0
     def read(self, n:int=-1) -> bytes:
         b = self.f.read(n)
         self.pos += len(b)
-        self.tail = (self.tail + b)[-self.keep:]
+        self.chunks.append(b)
+        self.held += len(b)
+        while self.held - len(self.chunks[0]) >= self.keep: self.held -= len(self.chunks.popleft())
         return b
     def block(self, offset:int) -> bytes:
-        "Return the 512 bytes read at `offset` (shorter if the stream ended there)."
-        start = offset - (self.pos - len(self.tail))
-        return self.tail[start:start + tarfile.BLOCKSIZE] if start >= 0 else b""
+        "Return the 512 bytes read at `offset` (shorter if the stream ended there; empty if no longer kept)."
+        start = offset - (self.pos - self.held)
+        return b"".join(self.chunks)[start:start + tarfile.BLOCKSIZE] if start >= 0 else b""
     def close(self): self.f.close()
 
 def _tar_members(stream:_Tail, url:str, end:dict):

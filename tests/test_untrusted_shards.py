@@ -7,7 +7,7 @@ through the `sat2cap` dispatcher in this process, and so do the library function
 (the full demo generates its own world and trains for minutes). The marker must never appear. The first test
 shows the danger is real: webdataset's default decoders run the planted code.
 """
-import io, json, os, pickle, shlex, shutil, subprocess, tarfile
+import io, json, os, pickle, shlex, shutil, tarfile
 from pathlib import Path
 
 import pytest
@@ -64,6 +64,13 @@ def call(capfd, *args) -> tuple:
     return rc, out, err
 
 
+def test_every_reading_subcommand_has_strict():
+    from sat2cap.cli import _command, _parser
+    for name in ("pretrain-clip", "train", "evaluate", "map", "score-map", "demo"):
+        opts = {o for a in _parser(name, _command(name))._actions for o in a.option_strings}
+        assert "--strict" in opts, name
+
+
 def test_webdataset_default_decoders_would_run_the_planted_code(planted, tmp_path):
     "The danger is real: `.decode(...)`'s default handlers unpickle `.pyd`/`.pickle` and torch.load `.pth`."
     import webdataset as wds
@@ -86,19 +93,19 @@ def test_every_reading_command_ignores_planted_members(planted, tmp_path, capfd,
                         "--gallery", 5, "--max-train", 32, "--device", "cpu")
     assert rc == 0 and json.loads(out)["gallery"] == 5, err[-2000:]
     assert not marker.exists()
-    rc, out, err = call(capfd, "train", data, "--out", run, "--steps", 2, "--batch-size", 16, "--eval-every", 0, "--ckpt-every", 2)
+    rc, out, err = call(capfd, "train", data, "--out", run, "--steps", 2, "--batch-size", 16, "--eval-every", 0, "--ckpt-every", 2, "--strict")
     assert rc == 0 and "trained 2 steps" in out, err[-2000:]
     assert not marker.exists()
     rc, out, err = call(capfd, "evaluate", run, data, "--gallery", 8)
     assert rc == 0 and json.loads(out)["gallery"] == 8, err[-2000:]
     assert not marker.exists()
-    rc, out, err = call(capfd, "score-map", run, data, "people riding horses", "--when", "2012-07-15 10:00")
+    rc, out, err = call(capfd, "score-map", run, data, "people riding horses", "--when", "2012-07-15 10:00", "--strict")
     assert rc == 0 and "auc" in json.loads(out), err[-2000:]
     assert not marker.exists()
     import sat2cap.maps
     monkeypatch.setattr(sat2cap.maps, "FINE_STEP", 0.4)            # conus at 4 degrees: the dataset's own region/ shards
     rc, out, err = call(capfd, "map", run, "conus", "people riding horses", "--when", "2012-07-15 10:00",
-                        "--out", tmp_path / "map.png", "--basemap", "none")
+                        "--out", tmp_path / "map.png", "--basemap", "none", "--strict")
     assert rc == 0 and out.startswith(f"wrote {tmp_path / 'map.png'}"), err[-2000:]
     assert not marker.exists()
 
@@ -157,6 +164,7 @@ def test_corrupt_ground_jpeg_and_cut_tar(damaged, tiny_run, tmp_path, capfd, cap
     lines = err.strip().splitlines()
     assert rc == 2 and len(lines) == 1, err[-2000:]
     assert lines[0].startswith(f"sat2cap pretrain-clip: error: sample {bad!r} in shard {train}: corrupt groundlevel.jpg: ")
+    strict_ground = lines[0]
     caplog.clear()
     with caplog.at_level("WARNING", logger="sat2cap.data"): rc, out, err = call(capfd, "evaluate", tiny_run, data)
     assert rc == 0, err[-2000:]
@@ -166,4 +174,4 @@ def test_corrupt_ground_jpeg_and_cut_tar(damaged, tiny_run, tmp_path, capfd, cap
     lines = err.strip().splitlines()
     assert rc == 2 and len(lines) == 1 and lines[0].startswith(f"sat2cap evaluate: error: shard {test} is cut short after "), err[-2000:]
     assert "may be incomplete" in lines[0] and "Traceback" not in err
-    print(reports[0], cut[0], *[l for l in lines], sep="\n")
+    print(reports[0], strict_ground, cut[0], lines[0], sep="\n")
