@@ -261,7 +261,7 @@ def test_every_train_option_is_a_config_field():
     "train's options are TrainConfig's fields (plus the data/run paths and the switches that are not settings)."
     import dataclasses, inspect
     from sat2cap.train import TrainConfig, train_cli
-    switches = {"data", "out", "preset", "no_cache", "resume", "overwrite"}
+    switches = {"data", "out", "preset", "no_cache", "resume", "overwrite", "strict"}
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     assert set(inspect.signature(train_cli.__wrapped__).parameters) - switches <= fields
     assert "use_cache" in fields and {"preset", "out", "data"} <= fields
