@@ -370,6 +370,7 @@ class Run:
     overhead_transform: object = field(repr=False)  # PIL tile -> (3, S, S) eval tensor with the run's mean/std
     path: Path = None                            # run folder
     step: int = 0                                # step of the loaded checkpoint
+    dynamic: bool = True                         # has a trained dynamic encoder (False: imported HF weights)
 
 def load_run(run, # run folder written by `train`
              step:int|None=None, # checkpoint step (None: the latest complete one)
@@ -387,7 +388,8 @@ def load_run(run, # run folder written by `train`
     seed_everything(cfg.seed)                              # model init independent of what ran before
     model = Sat2Cap.from_clip(clip).to(device).train()
     meta = load_checkpoint(ck, model)
-    return Run(model.eval(), clip, cfg, overhead_eval_transform(clip.image_size, cfg.overhead_mean, cfg.overhead_std), run, meta["step"])
+    return Run(model.eval(), clip, cfg, overhead_eval_transform(clip.image_size, cfg.overhead_mean, cfg.overhead_std), run, meta["step"],
+               meta.get("dynamic", True))
 
 # %% ../nbs/05_train.ipynb #b75c218a
 class _ImageOnly(nn.Module):
