@@ -25,8 +25,8 @@ from .maps import streamed_figure, parse_bbox, no_dynamic
 
 # %% auto #0
 __all__ = ['DTYPES', 'ImagerySource', 'scan_imagery', 'TileGrid', 'read_window', 'band_range', 'to_rgb8', 'tile_status',
-           'to_lonlat', 'tile_places', 'write_preview', 'region_plan', 'embed_imagery', 'import_hf', 'tiny_hf_encoder',
-           'import_hf_cli', 'embed_region_cli', 'RegionMap', 'Model', 'load']
+           'to_lonlat', 'tile_places', 'write_preview', 'region_plan', 'check_options', 'embed_imagery', 'import_hf',
+           'tiny_hf_encoder', 'import_hf_cli', 'embed_region_cli', 'RegionMap', 'Model', 'load']
 
 # %% ../nbs/13_imagery.ipynb #b13a0007
 _TIF, _XYZ = (".tif", ".tiff"), (".png", ".jpg", ".jpeg")
@@ -47,7 +47,7 @@ class ImagerySource:
 
     def lonlat_bounds(self) -> tuple:
         "Return the (minlon, minlat, maxlon, maxlat) of the image."
-        x0, y1 = self.transform * (0, 0); x1, y0 = self.transform * (self.width, self.height)
+        x0, y1 = self.transform @ (0, 0); x1, y0 = self.transform @ (self.width, self.height)
         return rasterio.warp.transform_bounds(self.crs, "EPSG:4326", min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1))
 
 def _tiff_source(f:Path, root:Path) -> ImagerySource:
@@ -223,7 +223,7 @@ def write_preview(sources:list, # `ImagerySource`s
             h = handles(s); a, valid = read_window(s, h, out_shape=shape)
             rgba = np.concatenate([to_rgb8(a, *band_range(s, h, scale16)).transpose(2, 0, 1), (valid * 255).astype(np.uint8)[None]])
             tmp = np.zeros_like(out)
-            reproject(rgba, tmp, src_transform=s.transform * Affine.scale(s.width / shape[1], s.height / shape[0]), src_crs=s.crs,
+            reproject(rgba, tmp, src_transform=s.transform @ Affine.scale(s.width / shape[1], s.height / shape[0]), src_crs=s.crs,
                       dst_transform=dst_tr, dst_crs="EPSG:4326", resampling=Resampling.nearest)
             out[:, tmp[3] > 0] = tmp[:, tmp[3] > 0]
     with atomic_path(path) as t:
@@ -239,7 +239,7 @@ def _dist_env() -> tuple:
 def _cell_deg(s:ImagerySource, stride:int) -> tuple:
     "Return the (dlat, dlon) spacing of tile centres `stride` pixels apart at the image's centre."
     cx, cy = s.width / 2, s.height / 2
-    lon, lat = to_lonlat(s.crs, *np.array([s.transform * (cx, cy), s.transform * (cx + stride, cy + stride)]).T)
+    lon, lat = to_lonlat(s.crs, *np.array([s.transform @ (cx, cy), s.transform @ (cx + stride, cy + stride)]).T)
     return abs(lat[1] - lat[0]), abs(lon[1] - lon[0])
 
 def region_plan(run, grid:TileGrid, imagery, world:int, chunk:int, scale16:str) -> dict:
@@ -298,6 +298,16 @@ def _encode(run, batch:list) -> np.ndarray:
     x = run.overhead_transform(x).to(next(run.model.parameters()).device)          # whole batch at once
     return run.model.encode_image(x).float().cpu().numpy()
 
+def _positive(v, name:str, what:str="a positive integer"):
+    "Refuse `v` unless it is None or a positive integer."
+    if v is not None and not (isinstance(v, int) and not isinstance(v, bool) and v > 0): raise Sat2CapError(f"{name} must be {what}, got {v!r}")
+
+def check_options(tile_px=None, stride=None, batch_size:int=64, chunk:int=4096, scale16:str="percentile"):
+    "Validate embed-region's options before any work starts."
+    _positive(tile_px, "--tile-px", "a positive number of pixels"); _positive(stride, "--stride", "a positive number of pixels")
+    _positive(batch_size, "--batch-size"); _positive(chunk, "--chunk", "a positive number of tiles")
+    if scale16 not in ("percentile", "max"): raise Sat2CapError(f"--scale16 {scale16!r} is not percentile or max")
+
 def embed_imagery(run, # loaded run (`load_run`)
                   imagery, # GeoTIFF, folder of GeoTIFFs or XYZ tile folder
                   out, # region dataset folder (created; parts already there are kept)
@@ -309,11 +319,9 @@ def embed_imagery(run, # loaded run (`load_run`)
                   rank:int|None=None, world:int|None=None, # this process's share (None: from torchrun's RANK/WORLD_SIZE)
                  ) -> dict:
     "Embed this rank's tiles of IMAGERY into part files of a region dataset; return the rank's counts."
-    if scale16 not in ("percentile", "max"): raise Sat2CapError(f"--scale16 {scale16!r} is not percentile or max")
-    if not (isinstance(chunk, int) and chunk > 0): raise Sat2CapError(f"--chunk must be a positive number of tiles, got {chunk!r}")
-    if not (isinstance(batch_size, int) and batch_size > 0): raise Sat2CapError(f"--batch-size must be positive, got {batch_size!r}")
+    check_options(tile_px, stride, batch_size, chunk, scale16)
     er, ew = _dist_env(); rank, world = er if rank is None else rank, ew if world is None else world
-    grid = TileGrid(scan_imagery(imagery), tile_px or int(run.clip.image_size), stride)
+    grid = TileGrid(scan_imagery(imagery), int(run.clip.image_size) if tile_px is None else tile_px, stride)
     out = Path(out)
     if out.exists() and not out.is_dir(): raise Sat2CapError(f"--out {str(out)!r} is a file, not a folder")
     out.mkdir(parents=True, exist_ok=True); _check_plan(out, region_plan(run, grid, imagery, world, chunk, scale16))
@@ -403,6 +411,7 @@ def embed_region_cli(run:str, # run folder (`sat2cap train` or `sat2cap import-h
                     ):
     "Embed your own imagery tile by tile into a partitioned GeoParquet region dataset (torchrun splits the tiles)."
     if not out: raise Sat2CapError("--out is required: the region dataset folder to write")
+    check_options(tile_px, stride, batch_size, chunk, scale16)
     if not Path(run).is_dir(): raise Sat2CapError(f"run folder {run!r} does not exist")
     scan_imagery(imagery)
     if device.startswith("cuda") and not torch.cuda.is_available(): raise Sat2CapError(f"--device {device}: CUDA is not available")
