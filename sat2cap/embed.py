@@ -450,6 +450,7 @@ def scan_region(path, # region dataset folder or region .parquet file
                 batch_size:int=1 << 16, # rows per batch
                 columns=("tile_id", "lat", "lon"), # columns besides the embedding
                 embeddings:bool=True, # False: read `columns` only
+                arrow:bool=False, # True: columns as pyarrow arrays (no conversion), else numpy
                ):
     "Yield (dict of column arrays, (n, D) float32 embeddings or None) batch by batch; never holds the whole region."
     ds = open_region(path); names = ds.schema.names
@@ -457,9 +458,10 @@ def scan_region(path, # region dataset folder or region .parquet file
     flt = None
     if bbox is not None:
         flt = (pds.field("lon") >= bbox[0]) & (pds.field("lat") >= bbox[1]) & (pds.field("lon") <= bbox[2]) & (pds.field("lat") <= bbox[3])
-    for b in ds.to_batches(columns=list(columns) + (ecols if embeddings else []), filter=flt, batch_size=batch_size):
+    for b in ds.to_batches(columns=list(columns) + (ecols if embeddings else []), filter=flt, batch_size=batch_size,
+                           batch_readahead=2, fragment_readahead=1):          # bounded read-ahead: bounded memory
         if b.num_rows == 0: continue
-        cols = {c: b.column(c).to_numpy(zero_copy_only=False) for c in columns}
+        cols = {c: b.column(c) if arrow else b.column(c).to_numpy(zero_copy_only=False) for c in columns}
         yield cols, _emb_of(b, ecols) if embeddings else None
 
 # %% ../nbs/06_embed.ipynb #a1f0e005
@@ -498,18 +500,18 @@ def _extent(path, bbox, max_px:int) -> tuple:
 @torch.inference_mode()
 def _scores(run, t:torch.Tensor, emb:np.ndarray, lat, lon, m:dict|None) -> np.ndarray:
     "Return the (n,) cosine similarities of one batch of stored embeddings to text embedding `t`."
+    if m is None:                                                                       # static: (e . t) / |e| in numpy
+        return (emb @ t.numpy()) / np.sqrt(np.einsum("ij,ij->i", emb, emb)).clip(1e-12)
     dev = _device(run.model)
-    e = torch.from_numpy(emb).to(dev)                                                   # (n, D)
-    if m is None: z = F.normalize(e.float(), dim=-1)
-    else:
-        la, lo = torch.from_numpy(np.asarray(lat, np.float32)).to(dev), torch.from_numpy(np.asarray(lon, np.float32)).to(dev)
-        z = run.model.embed(e, la, lo, float(m["year"]), float(m["doy"]), float(m["hour"]))
+    e = torch.from_numpy(np.require(emb, requirements="W")).to(dev)                     # (n, D)
+    la, lo = torch.from_numpy(np.asarray(lat, np.float32)).to(dev), torch.from_numpy(np.asarray(lon, np.float32)).to(dev)
+    z = run.model.embed(e, la, lo, float(m["year"]), float(m["doy"]), float(m["hour"]))   # (n, D) normalized
     return (z.float() @ t.to(dev)).cpu().numpy()
 
 def _merge_top(top:pd.DataFrame|None, cols:dict, s:np.ndarray, k:int) -> pd.DataFrame:
     "Return the k best rows of `top` and this batch."
-    i = np.argsort(-s)[:k]
-    b = pd.DataFrame({"tile_id": cols["tile_id"][i], "lat": cols["lat"][i], "lon": cols["lon"][i], "score": s[i]})
+    i = np.argpartition(-s, k - 1)[:k] if len(s) > k else np.arange(len(s))
+    b = pd.DataFrame({"tile_id": cols["tile_id"].take(pa.array(i)).to_pylist(), "lat": cols["lat"][i], "lon": cols["lon"][i], "score": s[i]})
     both = b if top is None else pd.concat([top, b], ignore_index=True)
     return both.sort_values("score", ascending=False, kind="stable").head(k).reset_index(drop=True)
 
@@ -529,14 +531,15 @@ def stream_similarity(path, # region dataset folder or region .parquet file
     sums, counts, top, n, writer = np.zeros(H * W), np.zeros(H * W), None, 0, None
     with contextlib.ExitStack() as stack:
         tmp = stack.enter_context(atomic_path(scores_out)) if scores_out else None
-        for cols, emb in progress(scan_region(path, bbox, batch_size), desc="scoring tiles", unit="batch"):
+        for cols, emb in progress(scan_region(path, bbox, batch_size, arrow=True), desc="scoring tiles", unit="batch"):
+            cols |= {c: cols[c].to_numpy() for c in ("lat", "lon")}                  # zero-copy float64
             s = _scores(run, t, emb, cols["lat"], cols["lon"], m)                     # (n,)
             r = np.clip(((y1 - cols["lat"]) / (y1 - y0) * H).astype(int), 0, H - 1)
             c = np.clip(((cols["lon"] - x0) / (x1 - x0) * W).astype(int), 0, W - 1)
             sums += np.bincount(r * W + c, s, H * W); counts += np.bincount(r * W + c, minlength=H * W)
             top, n = _merge_top(top, cols, s, k), n + len(s)
             if tmp is not None:
-                b = pa.table({"tile_id": pa.array(cols["tile_id"]), "lat": cols["lat"], "lon": cols["lon"], "score": s})
+                b = pa.table({"tile_id": cols["tile_id"], "lat": cols["lat"], "lon": cols["lon"], "score": s})
                 writer = writer or stack.enter_context(pq.ParquetWriter(tmp, b.schema))
                 writer.write_table(b)
         if writer is not None: writer.close()

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np, torch
 import rasterio, rasterio.warp, pyproj, mercantile
 from rasterio.windows import Window
+from rasterio.enums import MaskFlags
 from affine import Affine
 from PIL import Image
 from torchvision.transforms import v2
@@ -24,9 +25,9 @@ from .embed import (encode_tiles, tile_table, write_part, part_name, part_meta, 
 from .maps import streamed_figure, parse_bbox, no_dynamic
 
 # %% auto #0
-__all__ = ['DTYPES', 'ImagerySource', 'scan_imagery', 'TileGrid', 'read_window', 'band_range', 'to_rgb8', 'tile_status',
-           'to_lonlat', 'tile_places', 'write_preview', 'region_plan', 'check_options', 'embed_imagery', 'import_hf',
-           'tiny_hf_encoder', 'import_hf_cli', 'embed_region_cli', 'RegionMap', 'Model', 'load']
+__all__ = ['DTYPES', 'STRIP_PIXELS', 'ImagerySource', 'scan_imagery', 'TileGrid', 'read_window', 'band_range', 'to_rgb8',
+           'tile_status', 'to_lonlat', 'tile_places', 'write_preview', 'region_plan', 'check_options', 'embed_imagery',
+           'import_hf', 'tiny_hf_encoder', 'import_hf_cli', 'embed_region_cli', 'RegionMap', 'Model', 'load']
 
 # %% ../nbs/13_imagery.ipynb #b13a0007
 _TIF, _XYZ = (".tif", ".tiff"), (".png", ".jpg", ".jpeg")
@@ -134,7 +135,8 @@ def read_window(src:ImagerySource, # the image
         return a, a[3] > 0
     w = Window(*win)
     a = handle.read(window=w, out_shape=(src.bands, *out_shape) if out_shape else None)  # (B, h, w)
-    valid = handle.dataset_mask(window=w, out_shape=out_shape) > 0             # (h, w)
+    if all(f == [MaskFlags.all_valid] for f in handle.mask_flag_enums): valid = np.ones(a.shape[1:], bool)  # no nodata, no mask
+    else: valid = handle.dataset_mask(window=w, out_shape=out_shape) > 0       # (h, w)
     if src.bands == 4: valid &= a[3] > 0
     return a, valid
 
@@ -261,13 +263,24 @@ def _check_plan(out:Path, plan:dict):
         if diff: raise Sat2CapError(f"{str(out)!r} was started with other settings ({', '.join(f'{k}={old.get(k)!r}' for k in diff)}): use them again or a new --out")
     else: write_json(plan, f)
 
+STRIP_PIXELS = 1 << 26  # read a whole row of tiles at once when it has at most this many samples
+
+def _tile_pixels(grid:TileGrid, k:int, rr:int, cc:int, handles, strip:dict) -> tuple:
+    "Return ((bands, px, px) samples, (px, px) validity) of tile (rr, cc) of image k, reading rows of tiles at once."
+    src, px, st = grid.sources[k], grid.tile_px, grid.stride
+    width = (int(grid.cols[k]) - 1) * st + px
+    if width * px * src.bands > STRIP_PIXELS: return read_window(src, handles(src), (cc * st, rr * st, px, px))
+    if strip.get("key") != (k, rr): strip.update(key=(k, rr), data=read_window(src, handles(src), (0, rr * st, width, px)))
+    a, valid = strip["data"]
+    return a[:, :, cc * st:cc * st + px], valid[:, cc * st:cc * st + px]
+
 def _read_chunk(grid:TileGrid, idx:np.ndarray, handles, ranges:dict, scale16:str):
     "Yield (position in idx, (h, w, 3) uint8) of the usable tiles of a chunk; return skip counts by reason."
-    s, r, c = grid.locate(idx); skipped = {"nodata": 0, "blank": 0}
+    s, r, c = grid.locate(idx); skipped = {"nodata": 0, "blank": 0}; strip = {}
     for j, (k, rr, cc) in enumerate(zip(s, r, c)):
-        src = grid.sources[k]; h = handles(src)
-        if k not in ranges: ranges[k] = band_range(src, h, scale16)
-        a, valid = read_window(src, h, (int(cc) * grid.stride, int(rr) * grid.stride, grid.tile_px, grid.tile_px))
+        src = grid.sources[k]
+        if k not in ranges: ranges[k] = band_range(src, handles(src), scale16)
+        a, valid = _tile_pixels(grid, int(k), int(rr), int(cc), handles, strip)
         rgb = to_rgb8(a, *ranges[k]); st = tile_status(rgb, valid)
         if st == "ok": yield j, rgb
         else: skipped[st] += 1
