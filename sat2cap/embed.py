@@ -17,7 +17,7 @@ __all__ = ['EMB', 'PART_PREFIX', 'INFO_NAME', 'tile_sources', 'read_tiles', 'gri
            'load_region', 'write_mosaic', 'encode_tiles', 'embed_region', 'parse_when', 'format_when', 'text_embedding',
            'as_region', 'tile_embeddings', 'direct_similarity', 'fast_dynamic', 'fast_similarity', 'similarity_map',
            'part_name', 'tile_table', 'write_part', 'region_parts', 'region_info', 'part_meta', 'open_region',
-           'scan_region', 'StreamedMap', 'stream_similarity']
+           'scan_region', 'StreamedMap', 'stream_similarity', 'tiles_in_box']
 
 # %% ../nbs/06_embed.ipynb #c286b89c
 _IMG_EXT = (".jpg", ".jpeg", ".png", ".tif", ".tiff")
@@ -546,3 +546,21 @@ def stream_similarity(path, # region dataset folder or region .parquet file
     if n == 0: raise Sat2CapError(f"no tile of {str(path)!r} lies in the box {tuple(bbox) if bbox else ''}")
     grid = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan).reshape(H, W)
     return StreamedMap(grid, (x0, x1, y0, y1), top, n, prompt, format_when(when), Path(path))
+
+def tiles_in_box(path, # region dataset folder or region .parquet file
+                 run, # loaded run
+                 prompt:str, # text query
+                 when=None, # None (static) or a date-time
+                 bbox=None, # (minlon, minlat, maxlon, maxlat): tiles centred inside
+                 limit:int=100_000, # refuse boxes holding more tiles than this
+                ):
+    "Return a GeoDataFrame (tile_id, lat, lon, score, footprint geometry) of the tiles in a small box."
+    import geopandas as gpd, shapely
+    t, m, parts, n = text_embedding(run, prompt), parse_when(when), [], 0
+    for cols, emb in scan_region(path, bbox, columns=("tile_id", "lat", "lon", "geometry")):
+        n += len(emb)
+        if n > limit: raise Sat2CapError(f"the box {tuple(bbox)} holds more than {limit} tiles; choose a smaller one")
+        parts.append(pd.DataFrame({"tile_id": cols["tile_id"], "lat": cols["lat"], "lon": cols["lon"],
+                                   "score": _scores(run, t, emb, cols["lat"], cols["lon"], m), "geometry": shapely.from_wkb(cols["geometry"])}))
+    if not parts: raise Sat2CapError(f"no tile of {str(path)!r} lies in the box {tuple(bbox) if bbox else ''}")
+    return gpd.GeoDataFrame(pd.concat(parts, ignore_index=True), geometry="geometry", crs="EPSG:4326")

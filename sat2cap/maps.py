@@ -10,14 +10,14 @@ import numpy as np, torch
 from fastcore.script import call_parse, store_true
 from .core import Sat2CapError, data_path
 from .embed import Region, as_region, similarity_map, parse_when, load_region, embed_region
-from .embed import StreamedMap, stream_similarity, format_when, open_region
+from .embed import StreamedMap, stream_similarity, tiles_in_box, format_when, open_region
 
 # %% auto #0
 __all__ = ['YEAR', 'FINE_STEP', 'score_map', 'localize', 'box_around', 'concepts_of', 'resolve_when', 'prompt_truth',
            'score_prompt', 'world_of', 'synth_region', 'dataset_region', 'parse_region', 'region_for', 'basemap_source',
            'add_basemap', 'plot_map', 'save_figure', 'dynamic_maps', 'states', 'country_map', 'localize_region',
            'ground_scene', 'localize_figure', 'parse_bbox', 'cli_when', 'no_dynamic', 'is_region_data', 'draw_streamed',
-           'streamed_figure', 'map_cli', 'score_map_cli']
+           'draw_box', 'streamed_figure', 'map_cli', 'score_map_cli']
 
 # %% ../nbs/09_maps.ipynb #97411cc1
 def score_map(sim, # (N,) map values (any monotone score)
@@ -455,6 +455,25 @@ def draw_streamed(sm:StreamedMap, # from `stream_similarity`
     ax.set_xlabel("longitude"); ax.set_ylabel("latitude"); ax.legend(loc="lower right", fontsize=8)
     return note
 
+def draw_box(tiles, # GeoDataFrame from `tiles_in_box`
+             ax, # matplotlib axes
+             region, # the region (for its imagery preview)
+             basemap:str="offline", # offline | online | none
+             best:dict|None=None, # the tile to mark (default: the box's best)
+            ):
+    "Draw the paper's localization: tile footprints with 0-1 normalized similarity (below 0.5 clipped), red star at the best."
+    import matplotlib.pyplot as plt
+    loc = localize(tiles.score.to_numpy())
+    x0, y0, x1, y1 = tiles.total_bounds
+    ax.set_xlim(x0, x1); ax.set_ylim(y0, y1)
+    _streamed_basemap(ax, region, basemap)
+    tiles.assign(shown=loc["shown"]).dropna(subset=["shown"]).plot(column="shown", ax=ax, cmap="plasma", alpha=0.6, vmin=0.5, vmax=1, zorder=2,
+                                                                   legend=True, legend_kwds=dict(label="normalized similarity (<0.5 clipped)", shrink=0.7))
+    b = best or tiles.iloc[loc["best"]].to_dict()
+    ax.plot(b["lon"], b["lat"], "*", color="red", markersize=16, markeredgecolor="white", zorder=3)
+    ax.set_xlim(x0, x1); ax.set_ylim(y0, y1); ax.set_aspect(1 / math.cos(math.radians((y0 + y1) / 2)))
+    ax.xaxis.set_major_locator(plt.MaxNLocator(4)); ax.set_xlabel("longitude"); ax.set_ylabel("latitude")
+
 def streamed_figure(sm:StreamedMap, # from `stream_similarity`
                     run, # the run (needed for `localize`)
                     basemap:str="offline", # offline | online | none
@@ -468,11 +487,9 @@ def streamed_figure(sm:StreamedMap, # from `stream_similarity`
     axs[0, 0].set_title(f"{sm.prompt!r} at {sm.when or 'any time'}: {sm.tiles:,} tiles" + (f"\n({note})" if note else ""), fontsize=10)
     if localize_box:
         b = sm.best; box = box_around(b["lat"], b["lon"], 24.0)
-        near = stream_similarity(sm.region, run, sm.prompt, sm.when, box, k=1, max_px=64)
-        loc = localize(near.grid.ravel()[np.isfinite(near.grid.ravel())])
-        shown = np.full(near.grid.size, np.nan); shown[np.isfinite(near.grid.ravel())] = loc["shown"]
-        draw_streamed(near, axs[0, 1], basemap, shown.reshape(near.grid.shape), "plasma", 0.6, "normalized similarity (<0.5 clipped)", 0.5, 1)
-        axs[0, 1].set_title(f"24 km² around the best tile: {near.tiles} tiles", fontsize=10)
+        near = tiles_in_box(sm.region, run, sm.prompt, sm.when, box)
+        draw_box(near, axs[0, 1], sm.region, basemap, b)
+        axs[0, 1].set_title(f"24 km² around the best tile: {len(near)} tiles", fontsize=10)
         axs[0, 0].add_patch(plt.Rectangle(box[:2], box[2] - box[0], box[3] - box[1], fill=False, edgecolor="cyan", linewidth=1.5, zorder=4))
     fig.tight_layout(); save_figure(fig, path)
     if note: print(f"note: {note}", file=sys.stderr)
