@@ -500,6 +500,7 @@ def _extent(path, bbox, max_px:int) -> tuple:
 @torch.inference_mode()
 def _scores(run, t:torch.Tensor, emb:np.ndarray, lat, lon, m:dict|None) -> np.ndarray:
     "Return the (n,) cosine similarities of one batch of stored embeddings to text embedding `t`."
+    if emb.shape[1] != len(t): raise Sat2CapError(f"the region's embeddings have {emb.shape[1]} dimensions but this run's CLIP has {len(t)}: embed the region with this run")
     if m is None:                                                                       # static: (e . t) / |e| in numpy
         return (emb @ t.numpy()) / np.sqrt(np.einsum("ij,ij->i", emb, emb)).clip(1e-12)
     dev = _device(run.model)
