@@ -119,9 +119,9 @@ from benchmarks.bench_region import _run
 from sat2cap.embed import stream_similarity
 run = _run("tiny", "cpu")
 rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-t = time.perf_counter(); sm = stream_similarity({path!r}, run, "people riding horses", k=10)
-dt = time.perf_counter() - t
-print(json.dumps(dict(tiles=sm.tiles, seconds=round(dt, 2), peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+t, c = time.perf_counter(), time.process_time(); sm = stream_similarity({path!r}, run, "people riding horses", k=10)
+dt, dc = time.perf_counter() - t, time.process_time() - c
+print(json.dumps(dict(tiles=sm.tiles, seconds=round(dt, 2), cpu_seconds=round(dc, 2), peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
                       rss_before_query_mb=round(rss0 / 1024), grid=list(sm.grid.shape))))
 """
 
@@ -145,8 +145,11 @@ def bench_query(sizes=(1_000_000, 3_000_000, 10_000_000), dim:int=128, keep:bool
     finally:
         if not keep: shutil.rmtree(d, ignore_errors=True)
     per = [r["seconds"] / r["tiles"] * 1e6 for r in rows]
+    cpu = [r["cpu_seconds"] / r["tiles"] * 1e6 for r in rows]
     return dict(dim=dim, part_rows=part, write_seconds=round(write_s, 1), disk_gb=round(disk / 1e9, 2), runs=rows,
                 us_per_tile=[round(v, 3) for v in per], time_ratio_largest_vs_smallest_per_tile=round(per[-1] / per[0], 3),
+                cpu_us_per_tile=[round(v, 3) for v in cpu], cpu_time_ratio_largest_vs_smallest_per_tile=round(cpu[-1] / cpu[0], 3),
+                query_rss_increment_mb=[r["peak_rss_mb"] - r["rss_before_query_mb"] for r in rows],
                 peak_rss_ratio_largest_vs_smallest=round(rows[-1]["peak_rss_mb"] / rows[0]["peak_rss_mb"], 3))
 
 

@@ -402,8 +402,8 @@ def tile_table(tile_id, # (n,) tile ids
 def write_part(table:pa.Table, # from `tile_table`
                path, # destination part file
               ) -> Path:
-    "Write one region-dataset part atomically (a part that exists is complete)."
-    with atomic_path(path) as tmp: pq.write_table(table, tmp)
+    "Write one region-dataset part atomically (a part that exists is complete); row groups of 64k rows bound readers' memory."
+    with atomic_path(path) as tmp: pq.write_table(table, tmp, row_group_size=1 << 16)
     return Path(path)
 
 # %% ../nbs/06_embed.ipynb #a1f0e003

@@ -214,7 +214,7 @@ def test_user_errors_one_line(hf_run, imagery, regions, tmp_path, capsys):
 
 def test_map_and_score_map_read_the_same_dates(tiny_run, tiny_world, regions, tmp_path, capsys):
     "Issue 8.2: every form one of them accepts, the other accepts too, as the same time; bad forms exit 2 in both."
-    for when in ("2012-07-15T10:00", "2012-07-15 10:00:00", " 2012-07-15 10:00 "):
+    for when in ("2012-07-15T10:00", " 2012-07-15 10:00:00 "):
         code, out, err = cli(capsys, "score-map", tiny_run, tiny_world, "people riding horses", "--when", when)
         assert code == 0 and json.loads(out.strip().splitlines()[-1])["when"] == "2012-07-15 10:00", err
         code, out, err = cli(capsys, "map", tiny_run, regions / "tifs", "people riding horses", "--when", when, "--out", tmp_path / "m.png")
