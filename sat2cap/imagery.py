@@ -16,7 +16,7 @@ from PIL import Image
 from torchvision.transforms import v2
 from safetensors.torch import save_model
 from fastcore.script import call_parse, store_true
-from .core import Sat2CapError, atomic_path, write_json, progress
+from .core import Sat2CapError, atomic_path, write_json, progress, chunks
 from .encoders import load_clip, save_clip, load_sat2cap_hf, hf_vision_config, SAT2CAP_OVERHEAD_MEAN, SAT2CAP_OVERHEAD_STD
 from .dynamic import Sat2Cap
 from .train import TrainConfig, Run, load_run
@@ -48,7 +48,8 @@ class ImagerySource:
 
     def lonlat_bounds(self) -> tuple:
         "Return the (minlon, minlat, maxlon, maxlat) of the image."
-        x0, y1 = self.transform @ (0, 0); x1, y0 = self.transform @ (self.width, self.height)
+        x0, y1 = self.transform @ (0, 0)
+        x1, y0 = self.transform @ (self.width, self.height)
         return rasterio.warp.transform_bounds(self.crs, "EPSG:4326", min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1))
 
 def _tiff_source(f:Path, root:Path) -> ImagerySource:
@@ -180,7 +181,8 @@ def tile_places(grid:TileGrid, # the tile grid
                 idx, # (n,) tile numbers
                ) -> tuple:
     "Return lat (n,), lon (n,) of the tiles' centres and their (n, 4, 2) lon/lat corners (NW, NE, SE, SW)."
-    s, r, c = grid.locate(idx); n, px = len(s), grid.tile_px
+    s, r, c = grid.locate(idx)
+    n, px = len(s), grid.tile_px
     col0, row0 = c * grid.stride, r * grid.stride
     dx, dy = np.array([0, px, px, 0, px / 2]), np.array([0, 0, px, px, px / 2])   # 4 corners + centre, pixels
     lon, lat = np.empty((n, 5)), np.empty((n, 5))
@@ -222,7 +224,8 @@ def write_preview(sources:list, # `ImagerySource`s
         for s, sb in zip(sources, b):
             f = max(1, int(min(s.width / max(1, (sb[2] - sb[0]) / res), s.height / max(1, (sb[3] - sb[1]) / res))) // 2)
             shape = (max(1, s.height // f), max(1, s.width // f))
-            h = handles(s); a, valid = read_window(s, h, out_shape=shape)
+            h = handles(s)
+            a, valid = read_window(s, h, out_shape=shape)
             rgba = np.concatenate([to_rgb8(a, *band_range(s, h, scale16)).transpose(2, 0, 1), (valid * 255).astype(np.uint8)[None]])
             tmp = np.zeros_like(out)
             reproject(rgba, tmp, src_transform=s.transform @ Affine.scale(s.width / shape[1], s.height / shape[0]), src_crs=s.crs,
@@ -274,30 +277,28 @@ def _tile_pixels(grid:TileGrid, k:int, rr:int, cc:int, handles, strip:dict) -> t
     a, valid = strip["data"]
     return a[:, :, cc * st:cc * st + px], valid[:, cc * st:cc * st + px]
 
-def _read_chunk(grid:TileGrid, idx:np.ndarray, handles, ranges:dict, scale16:str):
-    "Yield (position in idx, (h, w, 3) uint8) of the usable tiles of a chunk; return skip counts by reason."
-    s, r, c = grid.locate(idx); skipped = {"nodata": 0, "blank": 0}; strip = {}
+def _read_chunk(grid:TileGrid, idx:np.ndarray, handles, ranges:dict, scale16:str, skipped:dict):
+    "Yield (position in idx, (h, w, 3) uint8) of the usable tiles of a chunk; count the others in `skipped` by reason."
+    s, r, c = grid.locate(idx)
+    strip = {}
     for j, (k, rr, cc) in enumerate(zip(s, r, c)):
         src = grid.sources[k]
         if k not in ranges: ranges[k] = band_range(src, handles(src), scale16)
         a, valid = _tile_pixels(grid, int(k), int(rr), int(cc), handles, strip)
-        rgb = to_rgb8(a, *ranges[k]); st = tile_status(rgb, valid)
+        rgb = to_rgb8(a, *ranges[k])
+        st = tile_status(rgb, valid)
         if st == "ok": yield j, rgb
         else: skipped[st] += 1
-    return skipped
 
 @torch.inference_mode()
 def _embed_chunk(run, grid:TileGrid, idx:np.ndarray, handles, ranges:dict, batch_size:int, scale16:str):
     "Return the part table of one chunk of tile numbers."
-    keep, embs, it = [], [], _read_chunk(grid, idx, handles, ranges, scale16)
-    batch = []
-    while True:
-        try: j, rgb = next(it)
-        except StopIteration as e: skipped = e.value; break
-        batch.append((j, rgb))
-        if len(batch) == batch_size: embs.append(_encode(run, batch)); keep += [b[0] for b in batch]; batch = []
-    if batch: embs.append(_encode(run, batch)); keep += [b[0] for b in batch]
-    sel = idx[keep]; lat, lon, corners = tile_places(grid, sel)
+    keep, embs, skipped = [], [], {"nodata": 0, "blank": 0}
+    for batch in chunks(_read_chunk(grid, idx, handles, ranges, scale16, skipped), batch_size):
+        embs.append(_encode(run, batch))                                         # (B, D)
+        keep += [j for j, _ in batch]
+    sel = idx[keep]
+    lat, lon, corners = tile_places(grid, sel)
     s, r, c = grid.locate(sel)
     ids = [f"{grid.sources[k].name}:{rr}:{cc}" for k, rr, cc in zip(s, r, c)]
     emb = np.concatenate(embs) if embs else np.zeros((0, run.clip.embed_dim), np.float32)
@@ -333,17 +334,19 @@ def embed_imagery(run, # loaded run (`load_run`)
                  ) -> dict:
     "Embed this rank's tiles of IMAGERY into part files of a region dataset; return the rank's counts."
     check_options(tile_px, stride, batch_size, chunk, scale16)
-    er, ew = _dist_env(); rank, world = er if rank is None else rank, ew if world is None else world
+    er, ew = _dist_env()
+    rank, world = er if rank is None else rank, ew if world is None else world
     grid = TileGrid(scan_imagery(imagery), int(run.clip.image_size) if tile_px is None else tile_px, stride)
     out = Path(out)
     if out.exists() and not out.is_dir(): raise Sat2CapError(f"--out {str(out)!r} is a file, not a folder")
-    out.mkdir(parents=True, exist_ok=True); _check_plan(out, region_plan(run, grid, imagery, world, chunk, scale16))
+    out.mkdir(parents=True, exist_ok=True)
+    _check_plan(out, region_plan(run, grid, imagery, world, chunk, scale16))
     if rank == 0 and not (out / "preview.tif").exists(): write_preview(grid.sources, out / "preview.tif", scale16=scale16)
-    n = grid.rank_tiles(rank, world); counts = dict(parts_written=0, parts_reused=0)
-    run.model.eval(); ranges = {}
+    n, counts, ranges = grid.rank_tiles(rank, world), dict(parts_written=0, parts_reused=0), {}
+    run.model.eval()
     with _Handles() as handles, progress(total=n, desc=f"embedding tiles (rank {rank}/{world})", unit="tile") as bar:
         for ci in range(math.ceil(n / chunk)):
-            k = np.arange(ci * chunk, min((ci + 1) * chunk, n)); p = out / part_name(rank, ci)
+            k, p = np.arange(ci * chunk, min((ci + 1) * chunk, n)), out / part_name(rank, ci)
             if p.exists(): counts["parts_reused"] += 1
             else: write_part(_embed_chunk(run, grid, rank + world * k, handles, ranges, batch_size, scale16), p); counts["parts_written"] += 1
             bar.update(len(k))
