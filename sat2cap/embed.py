@@ -453,7 +453,8 @@ def scan_region(path, # region dataset folder or region .parquet file
                 arrow:bool=False, # True: columns as pyarrow arrays (no conversion), else numpy
                ):
     "Yield (dict of column arrays, (n, D) float32 embeddings or None) batch by batch; never holds the whole region."
-    ds = open_region(path); names = ds.schema.names
+    ds = open_region(path)
+    names = ds.schema.names
     ecols = ["embedding"] if "embedding" in names else sorted((c for c in names if c.startswith(EMB)), key=lambda c: int(c[len(EMB):]))
     flt = None
     if bbox is not None:
@@ -488,7 +489,9 @@ def _extent(path, bbox, max_px:int) -> tuple:
         (x0, y0, x1, y1), (dy, dx) = info["bounds"], info["cell_deg"]
     else:                                            # a single file: one pass over the centres
         lats, lons = [], []
-        for c, _ in scan_region(path, columns=("lat", "lon"), embeddings=False): lats.append(c["lat"]); lons.append(c["lon"])
+        for c, _ in scan_region(path, columns=("lat", "lon"), embeddings=False):
+            lats.append(c["lat"])
+            lons.append(c["lon"])
         la, lo = np.concatenate(lats), np.concatenate(lons)
         dy, dx = grid_step(la) or 1.0, grid_step(lo) or 1.0
         x0, y0, x1, y1 = lo.min() - dx / 2, la.min() - dy / 2, lo.max() + dx / 2, la.max() + dy / 2
@@ -537,7 +540,8 @@ def stream_similarity(path, # region dataset folder or region .parquet file
             s = _scores(run, t, emb, cols["lat"], cols["lon"], m)                     # (n,)
             r = np.clip(((y1 - cols["lat"]) / (y1 - y0) * H).astype(int), 0, H - 1)
             c = np.clip(((cols["lon"] - x0) / (x1 - x0) * W).astype(int), 0, W - 1)
-            sums += np.bincount(r * W + c, s, H * W); counts += np.bincount(r * W + c, minlength=H * W)
+            sums += np.bincount(r * W + c, s, H * W)                                 # (H * W,) per-cell sums
+            counts += np.bincount(r * W + c, minlength=H * W)
             top, n = _merge_top(top, cols, s, k), n + len(s)
             if tmp is not None:
                 b = pa.table({"tile_id": cols["tile_id"], "lat": cols["lat"], "lon": cols["lon"], "score": s})

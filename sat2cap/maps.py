@@ -486,7 +486,8 @@ def streamed_figure(sm:StreamedMap, # from `stream_similarity`
     note = draw_streamed(sm, axs[0, 0], basemap)
     axs[0, 0].set_title(f"{sm.prompt!r} at {sm.when or 'any time'}: {sm.tiles:,} tiles" + (f"\n({note})" if note else ""), fontsize=10)
     if localize_box:
-        b = sm.best; box = box_around(b["lat"], b["lon"], 24.0)
+        b = sm.best
+        box = box_around(b["lat"], b["lon"], 24.0)
         near = tiles_in_box(sm.region, run, sm.prompt, sm.when, box)
         draw_box(near, axs[0, 1], sm.region, basemap, b)
         axs[0, 1].set_title(f"24 km² around the best tile: {len(near)} tiles", fontsize=10)
@@ -516,13 +517,13 @@ def _map_synthworld(r, region:str, prompt:str, when, out:str, basemap:str, no_me
     "Map a SynthWorld region (rendered and cached); print and return the output path."
     import matplotlib.pyplot as plt
     spec = ",".join(map(str, box)) if box is not None else region
-    kind = parse_region(spec)[0]; reg = region_for(r, spec)
+    kind, reg = parse_region(spec)[0], region_for(r, spec)
     try: when = resolve_when(prompt, when) if r.dynamic else when
     except Sat2CapError:
         if when is not None: raise
     sim = similarity_map(reg, r, prompt, when, use_meta=not no_meta)
     if localize_box:
-        b = int(np.argmax(sim)); world = world_of(r, "--localize")
+        b, world = int(np.argmax(sim)), world_of(r, "--localize")
         box_reg = localize_region(r, world, float(reg.lat[b]), float(reg.lon[b]), Path(r.path) / "maps")
         fig, _ = localize_figure(box_reg, r, prompt, when, world, basemap, out)
     else:
