@@ -20,6 +20,8 @@ COMMANDS = {
     "evaluate":      ("sat2cap.train", "evaluate_cli", "overhead<->ground retrieval metrics of a run as JSON"),
     "map":           ("sat2cap.maps", "map_cli", "draw a zero-shot map of a text prompt over a region at a date and time"),
     "score-map":     ("sat2cap.maps", "score_map_cli", "ROC AUC of a prompt's map against SynthWorld's truth, as JSON"),
+    "import-hf":     ("sat2cap.imagery", "import_hf_cli", "build a run folder from released Sat2Cap weights on the Hugging Face Hub"),
+    "embed-region":  ("sat2cap.imagery", "embed_region_cli", "embed your own GeoTIFFs or XYZ tiles into a region dataset (GeoParquet parts)"),
     "demo":          ("sat2cap.demo", "demo_cli", "the whole pipeline on SynthWorld: data, CLIP, training, figures, report"),
 }
 

@@ -10,12 +10,15 @@ from pathlib import Path
 import numpy as np, pandas as pd, torch
 import torch.nn.functional as F
 from .core import Sat2CapError, atomic_path, progress, torch_threads, chunks
+import pyarrow as pa, pyarrow.parquet as pq, pyarrow.dataset as pds
 from .data import read_samples
 
 # %% auto #0
-__all__ = ['EMB', 'tile_sources', 'read_tiles', 'grid_step', 'tile_frame', 'Region', 'save_region', 'load_region', 'write_mosaic',
-           'encode_tiles', 'embed_region', 'parse_when', 'text_embedding', 'as_region', 'tile_embeddings',
-           'direct_similarity', 'fast_dynamic', 'fast_similarity', 'similarity_map']
+__all__ = ['EMB', 'PART_PREFIX', 'INFO_NAME', 'tile_sources', 'read_tiles', 'grid_step', 'tile_frame', 'Region', 'save_region',
+           'load_region', 'write_mosaic', 'encode_tiles', 'embed_region', 'parse_when', 'format_when', 'text_embedding',
+           'as_region', 'tile_embeddings', 'direct_similarity', 'fast_dynamic', 'fast_similarity', 'similarity_map',
+           'part_name', 'tile_table', 'write_part', 'region_parts', 'region_info', 'part_meta', 'open_region',
+           'scan_region', 'StreamedMap', 'stream_similarity', 'tiles_in_box']
 
 # %% ../nbs/06_embed.ipynb #c286b89c
 _IMG_EXT = (".jpg", ".jpeg", ".png", ".tif", ".tiff")
@@ -210,6 +213,14 @@ def parse_when(when, # None, a datetime, or "YYYY-MM-DD HH:MM"
     if not isinstance(when, str): raise Sat2CapError(f"cannot read date-time {when!r}: expected 'YYYY-MM-DD HH:MM'")
     return when_meta(when)
 
+def format_when(when, # None, a datetime, or any form `parse_when` reads
+               ) -> str|None:
+    "Return `when` as canonical 'YYYY-MM-DD HH:MM' (None stays None); every subcommand reads dates through this."
+    m = parse_when(when)
+    if m is None: return None
+    t = dt.datetime(m["year"], 1, 1) + dt.timedelta(days=m["doy"] - 1, hours=m["hour"])
+    return (t + dt.timedelta(seconds=30)).strftime("%Y-%m-%d %H:%M")
+
 def text_embedding(run, # loaded run: `.clip` is its ClipBundle
                    prompt:str, # the text query
                   ) -> torch.Tensor:
@@ -349,3 +360,208 @@ def similarity_map(region, # a Region, its .parquet path, a GeoDataFrame with em
     with torch_threads(threads):
         out = fast_similarity(r, run, t, when) if fast else None
         return direct_similarity(r, run, t, when) if out is None else out
+
+# %% ../nbs/06_embed.ipynb #a1f0e002
+PART_PREFIX, INFO_NAME = "part-", "region.json"
+
+def part_name(rank:int, # writer's rank
+              chunk:int, # chunk index within the rank
+             ) -> str:
+    "Return the file name of part `chunk` of `rank` in a region dataset."
+    return f"{PART_PREFIX}r{rank:04d}-c{chunk:06d}.parquet"
+
+def _geo_metadata(bbox) -> bytes:
+    "Return GeoParquet 1.0 `geo` metadata for a WKB polygon column in lon/lat (OGC:CRS84, the spec's default CRS)."
+    col = {"encoding": "WKB", "geometry_types": ["Polygon"], "bbox": [float(b) for b in bbox]}
+    return json.dumps({"version": "1.0.0", "primary_column": "geometry", "columns": {"geometry": col}}).encode()
+
+def tile_table(tile_id, # (n,) tile ids
+               lat, # (n,) tile-centre latitudes
+               lon, # (n,) tile-centre longitudes
+               corners, # (n, 4, 2) lon/lat corners of each tile footprint
+               emb, # (n, D) float32 image embeddings
+               meta:dict|None=None, # stored as the part's `sat2cap` metadata (e.g. skip counts)
+              ) -> pa.Table:
+    "Return one part of a region dataset as a GeoParquet Arrow table."
+    import shapely
+    emb = np.ascontiguousarray(emb, dtype=np.float32)                       # (n, D)
+    corners = np.asarray(corners, dtype=float).reshape(len(emb), 4, 2)
+    geom = shapely.polygons(np.concatenate([corners, corners[:, :1]], 1))  # (n,) closed rings
+    bbox = shapely.total_bounds(geom) if len(geom) else np.zeros(4)
+    t = pa.table({"tile_id": pa.array([str(x) for x in tile_id], pa.string()),
+                  "lat": pa.array(np.asarray(lat, dtype=np.float64)),
+                  "lon": pa.array(np.asarray(lon, dtype=np.float64)),
+                  "embedding": pa.FixedSizeListArray.from_arrays(pa.array(emb.ravel()), emb.shape[1]),
+                  "geometry": pa.array(shapely.to_wkb(geom), pa.binary())})
+    return t.replace_schema_metadata({b"geo": _geo_metadata(bbox), b"sat2cap": json.dumps(meta or {}).encode()})
+
+def write_part(table:pa.Table, # from `tile_table`
+               path, # destination part file
+              ) -> Path:
+    "Write one region-dataset part atomically (a part that exists is complete); row groups of 64k rows bound readers' memory."
+    with atomic_path(path) as tmp: pq.write_table(table, tmp, row_group_size=1 << 16)
+    return Path(path)
+
+# %% ../nbs/06_embed.ipynb #a1f0e003
+def region_parts(path, # region dataset folder
+                ) -> list:
+    "Return the finished part files of a region dataset, sorted."
+    return sorted(Path(path).glob(f"{PART_PREFIX}*.parquet"))
+
+def region_info(path, # region dataset folder
+               ) -> dict:
+    "Return a region dataset's `region.json` ({} for a single region file)."
+    f = Path(path) / INFO_NAME
+    return json.loads(f.read_text()) if Path(path).is_dir() and f.exists() else {}
+
+def part_meta(path, # a part file
+             ) -> dict:
+    "Return the `sat2cap` metadata of one part (tiles, skip counts)."
+    md = pq.read_schema(path).metadata or {}
+    return json.loads(md.get(b"sat2cap", b"{}"))
+
+def open_region(path, # region dataset folder (`embed-region`) or a region .parquet file
+               ) -> pds.Dataset:
+    "Open a region dataset or file as a pyarrow dataset, checking that it holds tile embeddings."
+    p = Path(path)
+    if not p.exists(): raise Sat2CapError(f"region {str(p)!r} does not exist")
+    files = region_parts(p) if p.is_dir() else [p]
+    if not files: raise Sat2CapError(f"{str(p)!r} holds no region parts ({PART_PREFIX}*.parquet); write it with sat2cap embed-region")
+    try: ds = pds.dataset([str(f) for f in files], format="parquet")
+    except (pa.ArrowInvalid, OSError) as e: raise Sat2CapError(f"{str(p)!r} is not a readable Parquet region: {e}") from None
+    names = set(ds.schema.names)
+    if not ({"lat", "lon"} <= names and ("embedding" in names or any(n.startswith(EMB) for n in names))):
+        raise Sat2CapError(f"{str(p)!r} is not a region file: it needs lat, lon and embedding (or emb_*) columns; write it with sat2cap embed-region")
+    return ds
+
+def _emb_of(batch:pa.RecordBatch, ecols:list) -> np.ndarray:
+    "Return the (n, D) float32 embeddings of a record batch."
+    if ecols == ["embedding"]:
+        col = batch.column("embedding")
+        return col.flatten().to_numpy(zero_copy_only=False).reshape(len(col), -1)  # (n, D)
+    return np.stack([batch.column(c).to_numpy(zero_copy_only=False) for c in ecols], 1).astype(np.float32)
+
+def scan_region(path, # region dataset folder or region .parquet file
+                bbox=None, # (minlon, minlat, maxlon, maxlat): only tiles whose centre lies inside
+                batch_size:int=1 << 16, # rows per batch
+                columns=("tile_id", "lat", "lon"), # columns besides the embedding
+                embeddings:bool=True, # False: read `columns` only
+                arrow:bool=False, # True: columns as pyarrow arrays (no conversion), else numpy
+               ):
+    "Yield (dict of column arrays, (n, D) float32 embeddings or None) batch by batch; never holds the whole region."
+    ds = open_region(path)
+    names = ds.schema.names
+    ecols = ["embedding"] if "embedding" in names else sorted((c for c in names if c.startswith(EMB)), key=lambda c: int(c[len(EMB):]))
+    flt = None
+    if bbox is not None:
+        flt = (pds.field("lon") >= bbox[0]) & (pds.field("lat") >= bbox[1]) & (pds.field("lon") <= bbox[2]) & (pds.field("lat") <= bbox[3])
+    for b in ds.to_batches(columns=list(columns) + (ecols if embeddings else []), filter=flt, batch_size=batch_size,
+                           batch_readahead=2, fragment_readahead=1):          # bounded read-ahead: bounded memory
+        if b.num_rows == 0: continue
+        cols = {c: b.column(c) if arrow else b.column(c).to_numpy(zero_copy_only=False) for c in columns}
+        yield cols, _emb_of(b, ecols) if embeddings else None
+
+# %% ../nbs/06_embed.ipynb #a1f0e005
+@dataclass
+class StreamedMap:
+    "A prompt's map over a streamed region: a mean-score raster, the best tiles and counts."
+    grid: np.ndarray  # (H, W) mean similarity per cell, NaN where no tile
+    extent: tuple  # (minlon, maxlon, minlat, maxlat) of the raster
+    top: pd.DataFrame  # the k best tiles: tile_id, lat, lon, score (best first)
+    tiles: int  # tiles scored
+    prompt: str = ""  # the query
+    when: str|None = None  # its date-time (None: static)
+    region: Path|None = None  # the region it was computed on
+
+    @property
+    def best(self) -> dict:
+        "Return the best tile as a dict (tile_id, lat, lon, score)."
+        return self.top.iloc[0].to_dict()
+
+def _extent(path, bbox, max_px:int) -> tuple:
+    "Return ((minlon, maxlon, minlat, maxlat), (H, W)) of the score raster over a region."
+    info = region_info(path)
+    if "bounds" in info:
+        (x0, y0, x1, y1), (dy, dx) = info["bounds"], info["cell_deg"]
+    else:                                            # a single file: one pass over the centres
+        lats, lons = [], []
+        for c, _ in scan_region(path, columns=("lat", "lon"), embeddings=False):
+            lats.append(c["lat"])
+            lons.append(c["lon"])
+        la, lo = np.concatenate(lats), np.concatenate(lons)
+        dy, dx = grid_step(la) or 1.0, grid_step(lo) or 1.0
+        x0, y0, x1, y1 = lo.min() - dx / 2, la.min() - dy / 2, lo.max() + dx / 2, la.max() + dy / 2
+    if bbox is not None: x0, y0, x1, y1 = max(x0, bbox[0]), max(y0, bbox[1]), min(x1, bbox[2]), min(y1, bbox[3])
+    if not (x0 < x1 and y0 < y1): raise Sat2CapError(f"the box {tuple(bbox)} does not overlap the region {str(path)!r}")
+    shape = (int(np.clip(round((y1 - y0) / dy), 1, max_px)), int(np.clip(round((x1 - x0) / dx), 1, max_px)))
+    return (x0, x1, y0, y1), shape
+
+@torch.inference_mode()
+def _scores(run, t:torch.Tensor, emb:np.ndarray, lat, lon, m:dict|None) -> np.ndarray:
+    "Return the (n,) cosine similarities of one batch of stored embeddings to text embedding `t`."
+    if emb.shape[1] != len(t): raise Sat2CapError(f"the region's embeddings have {emb.shape[1]} dimensions but this run's CLIP has {len(t)}: embed the region with this run")
+    if m is None:                                                                       # static: (e . t) / |e| in numpy
+        return (emb @ t.numpy()) / np.sqrt(np.einsum("ij,ij->i", emb, emb)).clip(1e-12)
+    dev = _device(run.model)
+    e = torch.from_numpy(np.require(emb, requirements="W")).to(dev)                     # (n, D)
+    la, lo = torch.from_numpy(np.asarray(lat, np.float32)).to(dev), torch.from_numpy(np.asarray(lon, np.float32)).to(dev)
+    z = run.model.embed(e, la, lo, float(m["year"]), float(m["doy"]), float(m["hour"]))   # (n, D) normalized
+    return (z.float() @ t.to(dev)).cpu().numpy()
+
+def _merge_top(top:pd.DataFrame|None, cols:dict, s:np.ndarray, k:int) -> pd.DataFrame:
+    "Return the k best rows of `top` and this batch."
+    i = np.argpartition(-s, k - 1)[:k] if len(s) > k else np.arange(len(s))
+    b = pd.DataFrame({"tile_id": cols["tile_id"].take(pa.array(i)).to_pylist(), "lat": cols["lat"][i], "lon": cols["lon"][i], "score": s[i]})
+    both = b if top is None else pd.concat([top, b], ignore_index=True)
+    return both.sort_values("score", ascending=False, kind="stable").head(k).reset_index(drop=True)
+
+def stream_similarity(path, # region dataset folder or region .parquet file
+                      run, # loaded run
+                      prompt:str, # text query
+                      when=None, # None (static) or a date-time
+                      bbox=None, # (minlon, minlat, maxlon, maxlat): only tiles centred inside
+                      k:int=10, # best tiles kept
+                      max_px:int=1024, # longest side of the score raster
+                      scores_out=None, # optional .parquet receiving every tile's score (tile_id, lat, lon, score)
+                      batch_size:int=1 << 16, # rows per batch
+                     ) -> StreamedMap:
+    "Score every tile of a region against `prompt` with bounded memory; return the map raster and the best tiles."
+    t, m = text_embedding(run, prompt), parse_when(when)
+    (x0, x1, y0, y1), (H, W) = _extent(path, bbox, max_px)
+    sums, counts, top, n, writer = np.zeros(H * W), np.zeros(H * W), None, 0, None
+    with contextlib.ExitStack() as stack:
+        tmp = stack.enter_context(atomic_path(scores_out)) if scores_out else None
+        for cols, emb in progress(scan_region(path, bbox, batch_size, arrow=True), desc="scoring tiles", unit="batch"):
+            cols |= {c: cols[c].to_numpy() for c in ("lat", "lon")}                  # zero-copy float64
+            s = _scores(run, t, emb, cols["lat"], cols["lon"], m)                     # (n,)
+            r = np.clip(((y1 - cols["lat"]) / (y1 - y0) * H).astype(int), 0, H - 1)
+            c = np.clip(((cols["lon"] - x0) / (x1 - x0) * W).astype(int), 0, W - 1)
+            sums += np.bincount(r * W + c, s, H * W)                                 # (H * W,) per-cell sums
+            counts += np.bincount(r * W + c, minlength=H * W)
+            top, n = _merge_top(top, cols, s, k), n + len(s)
+            if tmp is not None:
+                b = pa.table({"tile_id": cols["tile_id"], "lat": cols["lat"], "lon": cols["lon"], "score": s})
+                writer = writer or stack.enter_context(pq.ParquetWriter(tmp, b.schema))
+                writer.write_table(b)
+        if writer is not None: writer.close()
+    if n == 0: raise Sat2CapError(f"no tile of {str(path)!r} lies in the box {tuple(bbox) if bbox else ''}")
+    grid = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan).reshape(H, W)
+    return StreamedMap(grid, (x0, x1, y0, y1), top, n, prompt, format_when(when), Path(path))
+
+def tiles_in_box(path, # region dataset folder or region .parquet file
+                 run, # loaded run
+                 prompt:str, # text query
+                 when=None, # None (static) or a date-time
+                 bbox=None, # (minlon, minlat, maxlon, maxlat): tiles centred inside
+                 limit:int=100_000, # refuse boxes holding more tiles than this
+                ):
+    "Return a GeoDataFrame (tile_id, lat, lon, score, footprint geometry) of the tiles in a small box."
+    import geopandas as gpd, shapely
+    t, m, parts, n = text_embedding(run, prompt), parse_when(when), [], 0
+    for cols, emb in scan_region(path, bbox, columns=("tile_id", "lat", "lon", "geometry")):
+        n += len(emb)
+        if n > limit: raise Sat2CapError(f"the box {tuple(bbox)} holds more than {limit} tiles; choose a smaller one")
+        parts.append(pd.DataFrame({"tile_id": cols["tile_id"], "lat": cols["lat"], "lon": cols["lon"],
+                                   "score": _scores(run, t, emb, cols["lat"], cols["lon"], m), "geometry": shapely.from_wkb(cols["geometry"])}))
+    if not parts: raise Sat2CapError(f"no tile of {str(path)!r} lies in the box {tuple(bbox) if bbox else ''}")
+    return gpd.GeoDataFrame(pd.concat(parts, ignore_index=True), geometry="geometry", crs="EPSG:4326")

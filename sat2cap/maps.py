@@ -4,19 +4,21 @@
 
 # %% ../nbs/09_maps.ipynb #0479d008
 from __future__ import annotations
-import json, math, datetime as dt
+import json, math, sys, datetime as dt
 from pathlib import Path
 import numpy as np, torch
 from fastcore.script import call_parse, store_true
 from .core import Sat2CapError, data_path, is_complete, mark_complete
 from .data import strict_reading
 from .embed import Region, as_region, similarity_map, parse_when, load_region, embed_region
+from .embed import StreamedMap, stream_similarity, tiles_in_box, format_when, open_region
 
 # %% auto #0
 __all__ = ['YEAR', 'FINE_STEP', 'score_map', 'localize', 'box_around', 'concepts_of', 'resolve_when', 'prompt_truth',
            'score_prompt', 'world_of', 'synth_region', 'dataset_region', 'parse_region', 'region_for', 'basemap_source',
            'add_basemap', 'plot_map', 'save_figure', 'dynamic_maps', 'states', 'country_map', 'localize_region',
-           'ground_scene', 'localize_figure', 'map_cli', 'score_map_cli']
+           'ground_scene', 'localize_figure', 'parse_bbox', 'cli_when', 'no_dynamic', 'is_region_data', 'draw_streamed',
+           'draw_box', 'streamed_figure', 'map_cli', 'score_map_cli']
 
 # %% ../nbs/09_maps.ipynb #97411cc1
 def score_map(sim, # (N,) map values (any monotone score)
@@ -389,6 +391,114 @@ def localize_figure(region, # Region over the box (`localize_region`)
     fig.tight_layout(); save_figure(fig, path)
     return fig, info
 
+# %% ../nbs/09_maps.ipynb #c09a0002
+def parse_bbox(s, # "minlon,minlat,maxlon,maxlat"
+              ) -> tuple:
+    "Return (minlon, minlat, maxlon, maxlat) of a lon/lat box, or raise one line."
+    try: b = tuple(float(v) for v in str(s).split(","))
+    except ValueError: b = ()
+    if len(b) != 4 or not all(math.isfinite(v) for v in b): raise Sat2CapError(f"--bbox {s!r} is not 'minlon,minlat,maxlon,maxlat'")
+    if not (-180 <= b[0] < b[2] <= 180 and -90 <= b[1] < b[3] <= 90):
+        raise Sat2CapError(f"--bbox {s!r} is empty or not in degrees: need -180 <= minlon < maxlon <= 180 and -90 <= minlat < maxlat <= 90")
+    return b
+
+def cli_when(when, # a --when value (None: not given)
+            ) -> str|None:
+    "Read a --when value into 'YYYY-MM-DD HH:MM' with the one date parser every subcommand uses; errors name --when."
+    try: return format_when(when)
+    except Sat2CapError as e: raise Sat2CapError(f"--when {when!r}: {e}") from None
+
+def no_dynamic(run) -> str:
+    "Explain that a run without a dynamic encoder cannot take a date/time."
+    return f"run {str(run.path)!r} has no dynamic encoder (released Hugging Face weights include none): map it without --when"
+
+def is_region_data(spec, # a REGION argument
+                  ) -> bool:
+    "Return whether REGION names a region dataset folder or region file (not a SynthWorld region)."
+    return Path(str(spec)).is_dir() or str(spec).endswith(".parquet")
+
+# %% ../nbs/09_maps.ipynb #c09a0004
+def _preview(region) -> Path|None:
+    "Return the imagery preview of a region dataset (or the mosaic beside a region file), if there is one."
+    p = Path(region)
+    f = p / "preview.tif" if p.is_dir() else p.with_suffix(".tif")
+    return f if f.exists() else None
+
+def _streamed_basemap(ax, region, basemap:str) -> str:
+    "Draw the basemap under a streamed map; return a note when none could be drawn."
+    import contextily as ctx
+    if basemap not in ("offline", "online", "none"): raise Sat2CapError(f"basemap {basemap!r} is not one of offline, online, none")
+    if basemap == "none": return ""
+    src = _preview(region) if basemap == "offline" else ctx.providers.query_name("Esri.WorldImagery")
+    if src is None: return "no imagery preview in the region: drawn without a basemap"
+    try: ctx.add_basemap(ax, source=str(src) if basemap == "offline" else src, crs="EPSG:4326", attribution=False, reset_extent=False, zorder=0)
+    except Exception: return f"the {basemap} basemap is not reachable: drawn without one"
+    return ""
+
+def draw_streamed(sm:StreamedMap, # from `stream_similarity`
+                  ax, # matplotlib axes
+                  basemap:str="offline", # offline (the imagery) | online | none
+                  values=None, # (H, W) raster to draw instead of `sm.grid`
+                  cmap:str="inferno", # colour map
+                  alpha:float=0.6, # opacity over the imagery
+                  label:str="cosine similarity", # colour bar label
+                  vmin=None, vmax=None, # colour range
+                 ) -> str:
+    "Draw a streamed map over its imagery with the best tile marked (red star); return the basemap note."
+    import matplotlib.pyplot as plt
+    x0, x1, y0, y1 = sm.extent
+    note = _streamed_basemap(ax, sm.region, basemap)
+    im = ax.imshow(sm.grid if values is None else values, extent=sm.extent, origin="upper", cmap=cmap, alpha=alpha,
+                   vmin=vmin, vmax=vmax, interpolation="nearest", zorder=2)
+    ax.figure.colorbar(im, ax=ax, label=label, shrink=0.7)
+    b = sm.best
+    ax.plot(b["lon"], b["lat"], "*", color="red", markersize=16, markeredgecolor="white", zorder=3, label=f"best tile {b['tile_id']}")
+    ax.set_xlim(x0, x1); ax.set_ylim(y0, y1); ax.set_aspect(1 / math.cos(math.radians((y0 + y1) / 2)))
+    ax.xaxis.set_major_locator(plt.MaxNLocator(4)); ax.yaxis.set_major_locator(plt.MaxNLocator(5))
+    ax.set_xlabel("longitude"); ax.set_ylabel("latitude"); ax.legend(loc="lower right", fontsize=8)
+    return note
+
+def draw_box(tiles, # GeoDataFrame from `tiles_in_box`
+             ax, # matplotlib axes
+             region, # the region (for its imagery preview)
+             basemap:str="offline", # offline | online | none
+             best:dict|None=None, # the tile to mark (default: the box's best)
+            ):
+    "Draw the paper's localization: tile footprints with 0-1 normalized similarity (below 0.5 clipped), red star at the best."
+    import matplotlib.pyplot as plt
+    loc = localize(tiles.score.to_numpy())
+    x0, y0, x1, y1 = tiles.total_bounds
+    ax.set_xlim(x0, x1); ax.set_ylim(y0, y1)
+    _streamed_basemap(ax, region, basemap)
+    tiles.assign(shown=loc["shown"]).dropna(subset=["shown"]).plot(column="shown", ax=ax, cmap="plasma", alpha=0.6, vmin=0.5, vmax=1, zorder=2,
+                                                                   legend=True, legend_kwds=dict(label="normalized similarity (<0.5 clipped)", shrink=0.7))
+    b = best or tiles.iloc[loc["best"]].to_dict()
+    ax.plot(b["lon"], b["lat"], "*", color="red", markersize=16, markeredgecolor="white", zorder=3)
+    ax.set_xlim(x0, x1); ax.set_ylim(y0, y1); ax.set_aspect(1 / math.cos(math.radians((y0 + y1) / 2)))
+    ax.xaxis.set_major_locator(plt.MaxNLocator(4)); ax.set_xlabel("longitude"); ax.set_ylabel("latitude")
+
+def streamed_figure(sm:StreamedMap, # from `stream_similarity`
+                    run, # the run (needed for `localize`)
+                    basemap:str="offline", # offline | online | none
+                    localize_box:bool=False, # add the paper's 24 km² localization panel around the best tile
+                    path=None, # save the figure here (PNG)
+                   ):
+    "Return a figure of a streamed map (and, with `localize_box`, the 24 km² box around its best tile)."
+    import matplotlib.pyplot as plt
+    fig, axs = plt.subplots(1, 2 if localize_box else 1, figsize=(14 if localize_box else 8, 6), squeeze=False)
+    note = draw_streamed(sm, axs[0, 0], basemap)
+    axs[0, 0].set_title(f"{sm.prompt!r} at {sm.when or 'any time'}: {sm.tiles:,} tiles" + (f"\n({note})" if note else ""), fontsize=10)
+    if localize_box:
+        b = sm.best
+        box = box_around(b["lat"], b["lon"], 24.0)
+        near = tiles_in_box(sm.region, run, sm.prompt, sm.when, box)
+        draw_box(near, axs[0, 1], sm.region, basemap, b)
+        axs[0, 1].set_title(f"24 km² around the best tile: {len(near)} tiles", fontsize=10)
+        axs[0, 0].add_patch(plt.Rectangle(box[:2], box[2] - box[0], box[3] - box[1], fill=False, edgecolor="cyan", linewidth=1.5, zorder=4))
+    fig.tight_layout(); save_figure(fig, path)
+    if note: print(f"note: {note}", file=sys.stderr)
+    return fig
+
 # %% ../nbs/09_maps.ipynb #d167b6fe
 def _load_run(run:str):
     "Load a run folder, or raise naming it."
@@ -397,34 +507,63 @@ def _load_run(run:str):
     return load_run(run)
 
 # %% ../nbs/09_maps.ipynb #e11fa57f
+def _map_region_data(r, region:str, prompt:str, when, out:str, basemap:str, box, localize_box:bool, scores):
+    "Map a region dataset or file by streaming it; print and return the output path."
+    sm = stream_similarity(region, r, prompt, when, box, scores_out=scores)
+    streamed_figure(sm, r, basemap, localize_box, out)
+    b = sm.best
+    print(f"wrote {out}: {sm.tiles} tiles, best tile {b['tile_id']} at {b['lat']:.5f}, {b['lon']:.5f} "
+          f"(similarity {b['score']:.3f}), prompt {prompt!r} at {when or 'any time'}")
+    return out
+
+def _map_synthworld(r, region:str, prompt:str, when, out:str, basemap:str, no_meta:bool, box, localize_box:bool):
+    "Map a SynthWorld region (rendered and cached); print and return the output path."
+    import matplotlib.pyplot as plt
+    spec = ",".join(map(str, box)) if box is not None else region
+    kind, reg = parse_region(spec)[0], region_for(r, spec)
+    try: when = resolve_when(prompt, when) if r.dynamic else when
+    except Sat2CapError:
+        if when is not None: raise
+    sim = similarity_map(reg, r, prompt, when, use_meta=not no_meta)
+    if localize_box:
+        b, world = int(np.argmax(sim)), world_of(r, "--localize")
+        box_reg = localize_region(r, world, float(reg.lat[b]), float(reg.lon[b]), Path(r.path) / "maps")
+        fig, _ = localize_figure(box_reg, r, prompt, when, world, basemap, out)
+    else:
+        fig, ax = plt.subplots(figsize=(10, 5.5) if kind == "conus" else (7, 5.5))
+        plot_map(reg, sim, ax, basemap, f"{prompt!r} at {when or 'any time'}{' (no metadata)' if no_meta else ''}",
+                 outline=states() if kind == "conus" else None)
+        save_figure(fig, out)
+    plt.close(fig)
+    print(f"wrote {out}: {len(reg)} tiles, similarity {sim.min():.3f}..{sim.max():.3f}, prompt {prompt!r} at {when or 'any time'}")
+    return out
+
 @call_parse
-def map_cli(run:str, # run folder written by `sat2cap train`
-            region:str, # "conus", a box "minlon,minlat,maxlon,maxlat", or a region .parquet from embed_region
+def map_cli(run:str, # run folder written by `sat2cap train` or `sat2cap import-hf`
+            region:str, # "conus" or a box "minlon,minlat,maxlon,maxlat" (SynthWorld), or a region dataset folder / .parquet (embed-region)
             prompt:str, # text query, e.g. "people riding horses"
             when:str=None, # date and local time "YYYY-MM-DD HH:MM" (default: chosen from the prompt, else static)
             out:str="map.png", # output PNG
-            basemap:str="offline", # offline (the tiles' mosaic) | online (Esri.WorldImagery) | none
+            basemap:str="offline", # offline (the imagery / tile mosaic) | online (Esri.WorldImagery) | none
             no_meta:store_true=False, # ignore date/time and location (image embedding only)
+            bbox:str=None, # only this box "minlon,minlat,maxlon,maxlat"
+            localize:store_true=False, # the paper's 24 km² localization around the best tile
+            scores:str=None, # also write every tile's score to this .parquet (region datasets)
             strict:store_true=False, # stop at the first bad tile or cut-short shard, naming shard and key (default: skip and count)
            ):
     "Draw a zero-shot map of a prompt over a region at a date and time."
     import matplotlib; matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     if not isinstance(prompt, str) or not prompt.strip(): raise Sat2CapError("the prompt is empty: give a text query such as 'people riding horses'")
-    if when is not None: parse_when(when)
-    parse_region(region)
+    when = cli_when(when)
+    box = parse_bbox(bbox) if bbox is not None else None
+    if basemap not in ("offline", "online", "none"): raise Sat2CapError(f"--basemap {basemap!r} is not one of offline, online, none")
+    data = is_region_data(region)
+    if data: open_region(region)
+    else: parse_region(region)
     r = _load_run(run)
-    with strict_reading(strict): reg = region_for(r, region)
-    try: when = resolve_when(prompt, when)
-    except Sat2CapError:
-        if when is not None: raise
-    sim = similarity_map(reg, r, prompt, when, use_meta=not no_meta)
-    fig, ax = plt.subplots(figsize=(10, 5.5) if parse_region(region)[0] == "conus" else (7, 5.5))
-    plot_map(reg, sim, ax, basemap, f"{prompt!r} at {when or 'any time'}{' (no metadata)' if no_meta else ''}",
-             outline=states() if parse_region(region)[0] == "conus" else None)
-    save_figure(fig, out); plt.close(fig)
-    print(f"wrote {out}: {len(reg)} tiles, similarity {sim.min():.3f}..{sim.max():.3f}, prompt {prompt!r} at {when or 'any time'}")
-    return out
+    if when is not None and not r.dynamic and not no_meta: raise Sat2CapError(no_dynamic(r))
+    if data: return _map_region_data(r, region, prompt, None if no_meta else when, out, basemap, box, localize, scores)
+    with strict_reading(strict): return _map_synthworld(r, region, prompt, when, out, basemap, no_meta, box, localize)
 
 # %% ../nbs/09_maps.ipynb #ac340ac3
 @call_parse
@@ -436,7 +575,7 @@ def score_map_cli(run:str, # run folder written by `sat2cap train`
                  ):
     "Print the ROC AUC of a prompt's map against SynthWorld's truth, with and without the dynamic encoder, as JSON."
     from sat2cap.synthworld import SynthWorld
-    concepts_of(prompt); when = resolve_when(prompt, when)
+    concepts_of(prompt); when = resolve_when(prompt, cli_when(when))
     if not Path(data).is_dir(): raise Sat2CapError(f"dataset folder {data!r} does not exist")
     world = SynthWorld.from_manifest(data)
     r = _load_run(run)

@@ -398,6 +398,7 @@ class Run:
     overhead_transform: object = field(repr=False)  # PIL tile -> (3, S, S) eval tensor with the run's mean/std
     path: Path = None                            # run folder
     step: int = 0                                # step of the loaded checkpoint
+    dynamic: bool = True                         # has a trained dynamic encoder (False: imported HF weights)
 
 def _run_config(ck:Path, run:Path) -> TrainConfig:
     "Return the config saved in checkpoint `ck`, with `out` set to the folder it was loaded from."
@@ -427,7 +428,8 @@ def load_run(run, # run folder written by `train`
         except BROKEN as e:
             warn(f"checkpoint {cks[s]} is damaged ({_reason(e)}); trying the one before it")
             continue
-        return Run(model.eval(), clip, cfg, overhead_eval_transform(clip.image_size, cfg.overhead_mean, cfg.overhead_std), run, meta["step"])
+        return Run(model.eval(), clip, cfg, overhead_eval_transform(clip.image_size, cfg.overhead_mean, cfg.overhead_std), run, meta["step"],
+                   meta.get("dynamic", True))
     raise Sat2CapError(f"no intact checkpoint in {run / 'checkpoints'}: every complete one is damaged")
 
 # %% ../nbs/05_train.ipynb #b75c218a
