@@ -409,7 +409,7 @@ def collate(samples:list[dict]) -> dict:
 class CrossViewLoader:
     "Batches from a `CrossViewDataset`, with skip counting and reporting per pass in the main process."
     def __init__(self, dataset:CrossViewDataset, repeat:bool=False, **dl_kwargs):
-        self.dataset, self.repeat, self.passed = dataset, repeat, 0
+        self.dataset, self.repeat, self.passed, self.passed_skipped = dataset, repeat, 0, 0
         dataset.managed = True
         self.dl = DataLoader(dataset, collate_fn=collate, **dl_kwargs)
 
@@ -420,14 +420,23 @@ class CrossViewLoader:
     def decoded(self) -> int:
         "Samples this loader's processes have read so far, over all passes (including batches prefetched but not yet used)."
         return self.passed + self.dataset.skips.seen
+    @property
+    def skipped(self) -> int:
+        "Samples skipped so far, over all passes."
+        return self.passed_skipped + self.dataset.skips.skipped
 
     def __iter__(self):
         while True:
             self.dataset.skips.reset()
-            yield from self.dl
+            batches = 0
+            for b in self.dl:
+                batches += 1
+                yield b
             self.dataset.end_pass()
             self.passed += self.dataset.skips.seen
+            self.passed_skipped += self.dataset.skips.skipped
             if not self.repeat: return
+            if not batches: raise Sat2CapError(f"a whole pass over {len(self.dataset.urls)} shards gave no batch ({self.last_report})")
 
 # %% ../nbs/01_data.ipynb #0a21db91
 def make_loader(shards, # folder, glob, brace notation, path or list

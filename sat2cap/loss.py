@@ -253,10 +253,11 @@ def compute_ground_embeddings(shards:list, # shard paths (all of them: this rank
                               desc:str="ground embeddings", # progress-bar label
                              ) -> tuple:
     "Embed the ground photos of this rank's shards with the frozen CLIP image tower; return (emb (n, D) fp16, keys, shard index)."
+    index = {u: i for i, u in enumerate(shards)}
+    mine = shards[rank::world]                                 # a rank without shards writes an empty part
     enc = GroundEncoder(clip).to(device).eval()
-    dl = make_loader(shards, batch_size=batch_size, overhead_tf=None, ground_tf=clip.preprocess,
-                     shuffle=False, num_workers=num_workers, seed=0, rank=rank, world_size=world)
-    index = {u: i for i, u in enumerate(dl.dataset.urls)}
+    dl = make_loader(mine, batch_size=batch_size, overhead_tf=None, ground_tf=clip.preprocess,
+                     shuffle=False, num_workers=min(num_workers, len(mine)), seed=0, rank=0, world_size=1) if mine else []
     keys, embs, shard = [], [], []
     bar = progress(dl, desc=f"{desc} (rank {rank}/{world})", unit="batch") if _local_rank() == 0 else dl   # one bar per node
     for b in bar:
