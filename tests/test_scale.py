@@ -129,3 +129,23 @@ def test_two_ranks_and_two_nodes_shard_data_and_resume_exactly(sharded, tmp_path
     a, b = _weights(tmp_path / "one"), _weights(tmp_path / "two")
     for k in a: torch.testing.assert_close(a[k], b[k], atol=1e-6, rtol=0, msg=k)   # 2 nodes + resume == 1 node uninterrupted
     assert json.loads((tmp_path / "two" / "config.json").read_text())["num_workers"] == 1
+
+def test_queue_logits_fp32_under_bf16_autocast():
+    from sat2cap.loss import MemoryBankLoss
+    g = torch.Generator().manual_seed(0)
+    lf = MemoryBankLoss(64, queue_size=512); lf.fill(torch.randn(512, 64, generator=g))
+    with torch.no_grad(): lf.logit_scale.fill_(np.log(100.))
+    o, gr = torch.randn(32, 64, generator=g), torch.randn(32, 64, generator=g)
+    ref = lf.logits(o, gr)
+    with torch.autocast("cpu", dtype=torch.bfloat16): got = lf.logits(o, gr)
+    assert got.dtype == torch.float32 and (got - ref).abs().max().item() < 1e-4   # bf16 matmul: errors ~0.1 at scale 100
+
+def test_openai_checkpoint_files_get_quickgelu(tmp_path, monkeypatch):
+    from sat2cap import encoders as E
+    jit = tmp_path / "ViT-B-32.pt"; torch.jit.save(torch.jit.script(torch.nn.Linear(2, 2)), str(jit))  # OpenAI's format: TorchScript
+    sd = tmp_path / "laion.pt"; torch.save({"w": torch.zeros(1)}, sd)
+    assert E._is_openai_jit(jit) and not E._is_openai_jit(sd)
+    seen = {}
+    monkeypatch.setattr(E, "_create", lambda *a, **kw: seen.update({a[1]: kw["force_quick_gelu"]}))
+    for f in (jit, sd): E.load_clip(f"ViT-B-32:{f}")
+    assert seen == {f"ViT-B-32:{jit}": True, f"ViT-B-32:{sd}": False}
