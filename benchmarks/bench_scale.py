@@ -38,28 +38,32 @@ def _keys(n:int, seed:int=0) -> np.ndarray:
 def _write_part(args):
     from sat2cap.loss import write_cache_part
     folder, rank, world, n, dim, shards = args
-    rows = np.arange(rank, n, world)                           # this rank's rows (shards rank, rank + world, ...)
-    shard = rows * shards // n
-    keep = shard % world == rank
-    rows, shard = np.arange(n)[(np.arange(n) * shards // n) % world == rank], None
-    shard = rows * shards // n
-    emb = np.random.default_rng(rank).standard_normal((len(rows), dim), dtype=np.float32).astype(np.float16)
+    shard_of = np.arange(n) * shards // n                      # rows in shard order, `shards` shards
+    rows = np.flatnonzero(shard_of % world == rank)            # this rank's shards: rank, rank + world, ...
+    shard = shard_of[rows]
+    emb = np.empty((len(rows), dim), np.float16)
+    rng = np.random.default_rng(rank)
+    for i in range(0, len(rows), 1 << 20): emb[i:i + (1 << 20)] = rng.standard_normal((len(emb[i:i + (1 << 20)]), dim), dtype=np.float32)
     t0 = time.perf_counter()
     write_cache_part(folder, rank, world, emb, _keys(n)[rows], shard)
     return time.perf_counter() - t0
 
 def _map_and_lookup(args):
+    "One 'rank': memory-map the cache, look up 256 random keys `reps` times; report times and memory."
     from sat2cap.loss import GroundCache
     path, n, reps = args
-    before = rss()
-    t0 = time.perf_counter(); c = GroundCache.load(path); t_open = time.perf_counter() - t0
     keys = _keys(n)
     rng = np.random.default_rng(os.getpid())
+    queries = [[k.decode() for k in keys[rng.choice(n, 256, replace=False)]] for _ in range(reps)]
+    del keys
+    before = rss()
+    t0 = time.perf_counter(); c = GroundCache.load(path); t_open = time.perf_counter() - t0
     t = []
-    for _ in range(reps):
-        q = [k.decode() for k in keys[rng.choice(n, 256, replace=False)]]
+    for q in queries:
         t0 = time.perf_counter(); c.lookup(q); t.append(time.perf_counter() - t0)
-    return dict(open_s=round(t_open, 3), lookup_256_ms_median=round(1000 * float(np.median(t)), 2), rss_before=before, rss_after=rss())
+    after = rss()
+    return dict(open_s=round(t_open, 3), lookup_256_ms_median=round(1000 * float(np.median(t)), 2), rss_before_open=before, rss_after_lookups=after,
+                anon_growth_mib=round(after["anon_mib"] - before["anon_mib"], 1), file_growth_mib=round(after["file_mib"] - before["file_mib"], 1))
 
 def bench_cache(a):
     import multiprocessing as mp
@@ -73,8 +77,8 @@ def bench_cache(a):
         out["parts_written_s"] = round(time.perf_counter() - t0, 1)
         t0 = time.perf_counter(); merge_cache_parts(tmp / "parts", 2, tmp / "cache", "bench"); out["merge_s"] = round(time.perf_counter() - t0, 1)
         out["size_on_disk_mib"] = {p.name: round(p.stat().st_size / 2**20, 1) for p in (tmp / "cache").iterdir()}
-        subprocess.run(["sync"]); 
-        with ctx.Pool(2) as pool: out["per_rank"] = pool.map(_map_and_lookup, [(tmp / "cache", a.rows, 50)] * 2)
+        subprocess.run(["sync"])
+        with mp.get_context("spawn").Pool(2) as pool: out["per_rank"] = pool.map(_map_and_lookup, [(tmp / "cache", a.rows, 50)] * 2)
         out["fp32_matrix_per_rank_before_mib"] = round(a.rows * a.dim * 4 / 2**20, 1)    # today: every rank loads the whole matrix
         out["before"] = _old_format(a.rows)
     finally: shutil.rmtree(tmp, ignore_errors=True)
@@ -102,7 +106,7 @@ def bench_share(a):
     out = {"_up0": uptime()}
     tmp = Path(tempfile.mkdtemp(dir=a.tmp))
     try:
-        write_synthworld(tmp / "sw", n_samples=a.samples, seed=0, image_size=64, region_step=5.0, shard_size=a.samples // (a.shards + 8), workers=2)
+        write_synthworld(tmp / "sw", n_samples=a.samples, seed=0, image_size=64, region_step=5.0, shard_size=max(1, int(0.7 * a.samples / (a.shards + 3))), workers=2)
         shards = _shards(tmp / "sw", "train")
         n = sum(count_samples(s) for s in shards)
         B = 8
@@ -190,7 +194,6 @@ def bench_overlap(a):
                 S = train(cfg)
                 recs = [json.loads(l) for l in Path(cfg.out, "metrics.jsonl").read_text().splitlines() if "samples_per_s" in l]
                 # rate over the second half of the run (the first includes worker start-up and the shuffle buffer filling)
-                t = [r for r in recs]
                 sps[name].append(_half_rate(recs, a.steps, 64))
                 out[f"workers_used {name}"] = S.cfg.num_workers
             sps["model_only"].append(_model_only(tmp / "sw", 64, a.steps // 2))
@@ -227,7 +230,7 @@ def bench_estimate(a):
               "A100 step rate": "H200 ViT-B/32 bs256 bf16 cache step rate (benchmarks/results/gpu_check_h200.json) x 312/989 (peak bf16 ratio)",
               "loader": "per-core rate measured here (scale_loader.json, SynthWorld 224 px tiles; real 800 px Bing tiles decode ~10x slower per image)",
               "ground cache": "one pass of the frozen ViT-B/32 over the ground photos, loader at the JPEG decode rate per core",
-              "data rank-sharded: every GPU decodes only its share (this issue's change)"},
+              "data": "rank-sharded: every GPU decodes only its share (this issue's change)"},
            "a100_train_samples_per_s_model": round(model_sps), "loader_samples_per_s_per_gpu": round(loader_gpu),
            "bound": "loader" if loader_gpu < model_sps else "model",
            "epoch_train_min": round(N / (gpus * per_gpu) / 60, 1),

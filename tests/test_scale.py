@@ -149,3 +149,12 @@ def test_openai_checkpoint_files_get_quickgelu(tmp_path, monkeypatch):
     monkeypatch.setattr(E, "_create", lambda *a, **kw: seen.update({a[1]: kw["force_quick_gelu"]}))
     for f in (jit, sd): E.load_clip(f"ViT-B-32:{f}")
     assert seen == {f"ViT-B-32:{jit}": True, f"ViT-B-32:{sd}": False}
+
+def test_gpu_check_tiny_runs_on_cpu(tmp_path):
+    r = subprocess.run([sys.executable, str(Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.py"), "--tiny"],
+                       capture_output=True, text=True, timeout=600, env={**ENV, "OUT": str(tmp_path)})
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = json.loads((tmp_path / "gpu_check.json").read_text())
+    assert res["dist_init"]["ok"] and res["dist_init"]["backend"] == "gloo"
+    assert res["model_only"]["cache"]["gflops_per_sample"] > 0 and res["loader_over_model_only"] > 0
+    assert res["with_loader"]["decoded_per_rank"][0]["trained"] == 16               # 2 steps of 8
