@@ -180,12 +180,12 @@ def _tr(data): return sorted(str(p) for p in (Path(data) / "train").glob("*.tar"
 
 def bench_overlap(a):
     from sat2cap.synthworld import write_synthworld
-    from sat2cap.train import TrainConfig, train
+    from sat2cap.train import TrainConfig, train, auto_workers
     out = {"_up0": uptime(), "clip": "tiny", "image_size": 64, "batch_size": 64, "steps": a.steps}
     tmp = Path(tempfile.mkdtemp(dir=a.tmp))
     try:
         write_synthworld(tmp / "sw", n_samples=a.samples, seed=0, image_size=64, region_step=5.0, shard_size=100, workers=2)
-        runs = {"serial (num_workers=0)": dict(num_workers=0), "overlap (num_workers=-1: auto)": dict(num_workers=-1)}
+        runs = {"serial (num_workers=0)": dict(num_workers=0), "overlap (auto_workers)": dict(num_workers=auto_workers())}
         sps = {k: [] for k in runs}; sps["model_only"] = []
         for i in range(2):
             for name, kw in runs.items():
@@ -200,8 +200,8 @@ def bench_overlap(a):
         best = {k: round(max(v), 1) for k, v in sps.items()}
         out["samples_per_s"] = best
         out["serial_over_model_only"] = round(best["serial (num_workers=0)"] / best["model_only"], 3)
-        out["overlap_over_model_only"] = round(best["overlap (num_workers=-1: auto)"] / best["model_only"], 3)
-        out["overlap_over_serial"] = round(best["overlap (num_workers=-1: auto)"] / best["serial (num_workers=0)"], 3)
+        out["overlap_over_model_only"] = round(best["overlap (auto_workers)"] / best["model_only"], 3)
+        out["overlap_over_serial"] = round(best["overlap (auto_workers)"] / best["serial (num_workers=0)"], 3)
     finally: shutil.rmtree(tmp, ignore_errors=True)
     save("overlap", out)
 

@@ -23,12 +23,19 @@ from .dynamic import Sat2Cap
 from .loss import MemoryBankLoss, GroundCache, ground_cache, gather_all
 
 # %% auto #0
-__all__ = ['PAPER', 'META', 'PRESETS', 'TrainConfig', 'setup_dist', 'autocast', 'barrier', 'all_gather_objects', 'auto_workers',
+__all__ = ['PAPER', 'META', 'PRESETS', 'auto_workers', 'TrainConfig', 'setup_dist', 'autocast', 'barrier', 'all_gather_objects',
            'rng_state', 'set_rng_state', 'preserve_rng', 'epoch_quota', 'batch_stream', 'save_checkpoint',
            'complete_checkpoints', 'load_checkpoint', 'make_optimizer', 'make_schedule', 'TrainStep', 'pair_ranks',
            'retrieval_metrics', 'embed_samples', 'evaluate', 'shard_counts', 'overhead_stats_dist', 'TrainState',
            'setup_run', 'train', 'validate', 'Run', 'load_run', 'evaluate_run', 'make_config', 'train_cli',
            'evaluate_cli']
+
+# %% ../nbs/05_train.ipynb #c53351fa
+def auto_workers() -> int:
+    "Loader workers per rank: the CPU cores of this rank's share of the node minus one (for the step), 1 to 8."
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    per_rank = cores // int(os.environ.get("LOCAL_WORLD_SIZE", 1))
+    return max(1, min(8, per_rank - 1))
 
 # %% ../nbs/05_train.ipynb #7f938cfe
 @dataclass
@@ -53,7 +60,7 @@ class TrainConfig:
     keep_ckpts: int = 2             # complete checkpoints kept (older ones deleted)
     log_every: int = 10             # steps between metrics.jsonl lines
     seed: int = 0                   # seed for init, data order, augmentation and metadata dropout
-    num_workers: int = -1           # data-loader worker processes per rank (-1: auto, CPU cores per rank - 1, 1 to 8)
+    num_workers: int = field(default_factory=auto_workers)  # loader worker processes per rank (default: its CPU cores - 1, 1 to 8)
     cpu_threads: int = 0            # torch intra-op threads while training on CPU (0 = leave torch's setting)
     precision: str = "auto"         # auto (bf16 autocast on CUDA, fp32 on CPU) | bf16 | fp32
     device: str = ""                # "" picks cuda when present, else cpu
@@ -102,12 +109,6 @@ def all_gather_objects(obj, world:int) -> list:
     out = [None] * world
     dist.all_gather_object(out, obj)
     return out
-
-def auto_workers() -> int:
-    "Loader workers per rank: the CPU cores of this rank's share of the node minus one (for the step), 1 to 8."
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    per_rank = cores // int(os.environ.get("LOCAL_WORLD_SIZE", 1))
-    return max(1, min(8, per_rank - 1))
 
 # %% ../nbs/05_train.ipynb #12e16ad4
 def rng_state() -> dict:
@@ -353,9 +354,8 @@ class TrainState:
     def __getitem__(self, k): return getattr(self, k)   # S["model"] reads like the former dict
 
 def _derive(cfg:TrainConfig, stats:dict, n_train:int) -> TrainConfig:
-    "Return a copy of `cfg` with the values setup computed: worker count, overhead mean/std, capped queue size."
-    return dataclasses.replace(cfg, num_workers=cfg.num_workers if cfg.num_workers >= 0 else auto_workers(),
-                               overhead_mean=list(stats["mean"]), overhead_std=list(stats["std"]),
+    "Return a copy of `cfg` with the values setup computed: overhead mean/std, capped queue size."
+    return dataclasses.replace(cfg, overhead_mean=list(stats["mean"]), overhead_std=list(stats["std"]),
                                queue_size=max(1, min(cfg.queue_size, n_train // 2)))
 
 def _resume(run:Path, world:int, rank:int, model, loss_fn, opt, sched) -> tuple:
@@ -377,9 +377,8 @@ def setup_run(cfg:TrainConfig, rank:int=0, world:int=1, device:str="cpu") -> Tra
     counts = shard_counts(train_sh, rank, world)
     stats = dict(mean=cfg.overhead_mean, std=cfg.overhead_std) if cfg.overhead_mean else overhead_stats_dist(train_sh, rank, world, device)
     if rank == 0 and not cfg.overhead_mean: write_json(stats, run / "overhead_stats.json")
-    workers = cfg.num_workers if cfg.num_workers >= 0 else auto_workers()
     cache_dir = cfg.cache_dir or run / "cache"
-    caches = {s: ground_cache(sh, clip, cache_dir, name=s, rank=rank, world=world, device=device, num_workers=workers)
+    caches = {s: ground_cache(sh, clip, cache_dir, name=s, rank=rank, world=world, device=device, num_workers=cfg.num_workers)
               for s, sh in (("train", train_sh), ("val", val_sh))}   # every rank embeds its own shards
     if rank == 0 and not (run / "clip").exists(): save_clip(clip, run / "clip")
     cfg = _derive(cfg, stats, len(caches["train"]))
