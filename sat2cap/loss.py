@@ -126,13 +126,13 @@ class GroundCache:
                  path=None, # folder the cache was opened from (workers reopen it instead of copying it)
                 ):
         self._emb = emb.numpy() if isinstance(emb, torch.Tensor) else emb
-        if rows is None:
+        if rows is None:                                       # build the index (opening a saved cache reads none of it)
             ka = _key_array(keys)
             rows = np.argsort(ka, kind="stable")
             keys = ka[rows]
+            dup = keys[1:][keys[1:] == keys[:-1]]
+            if len(dup): raise Sat2CapError(f"duplicate sample keys in the ground-embedding cache, e.g. {dup[0].decode()!r}")
         self._keys, self._rows, self.fingerprint, self.path = keys, rows, fingerprint, path
-        if len(self._keys) > 1 and (self._keys[1:] == self._keys[:-1]).any():
-            raise Sat2CapError(f"duplicate sample keys in the ground-embedding cache, e.g. {self._keys[1:][self._keys[1:] == self._keys[:-1]][0].decode()!r}")
 
     def __len__(self): return len(self._keys)
     def __repr__(self): return f"GroundCache(n={len(self)}, dim={self._emb.shape[1]}, fingerprint={self.fingerprint[:12]})"
