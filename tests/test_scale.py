@@ -129,6 +129,9 @@ def test_two_ranks_and_two_nodes_shard_data_and_resume_exactly(sharded, tmp_path
     a, b = _weights(tmp_path / "one"), _weights(tmp_path / "two")
     for k in a: torch.testing.assert_close(a[k], b[k], atol=1e-6, rtol=0, msg=k)   # 2 nodes + resume == 1 node uninterrupted
     assert json.loads((tmp_path / "two" / "config.json").read_text())["num_workers"] == 1
+    with pytest.warns(UserWarning, match="written by 2 ranks, resuming with 1"):   # another world size: from the step, next epoch
+        S = train(TrainConfig(out=str(tmp_path / "two"), resume=True, **{**base, "steps": 5}))
+    assert S.step == 5 and S.pos == (1, 1)
 
 def test_queue_logits_fp32_under_bf16_autocast():
     from sat2cap.loss import MemoryBankLoss
