@@ -230,10 +230,10 @@ def bench_estimate(a):
     loader_gpu = loader_core * cores_per_gpu
     per_gpu = min(model_sps, loader_gpu)
     decode_core = c["samples_per_s_per_core"]["jpeg_decode"]
-    out = {"assumptions": {
+    out = {"_up0": uptime(), "assumptions": {
               "pairs": N, "gpus": gpus, "cores_per_gpu_for_loading": cores_per_gpu,
               "A100 step rate": "H200 ViT-B/32 bs256 bf16 cache step rate (benchmarks/results/gpu_check_h200.json) x 312/989 (peak bf16 ratio)",
-              "loader": "per-core rate measured here (scale_loader.json, SynthWorld 224 px tiles; real 800 px Bing tiles decode ~10x slower per image)",
+              "loader": "per-core rate measured here (scale_loader.json, SynthWorld 224 px JPEG tiles; decoding grows with pixels, so larger source tiles, e.g. 800 px, need proportionally more cores)",
               "ground cache": "one pass of the frozen ViT-B/32 over the ground photos, loader at the JPEG decode rate per core",
               "data": "rank-sharded: every GPU decodes only its share (this issue's change)"},
            "a100_train_samples_per_s_model": round(model_sps), "loader_samples_per_s_per_gpu": round(loader_gpu),
