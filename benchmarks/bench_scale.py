@@ -28,7 +28,10 @@ def rss() -> dict:
     "This process's resident memory in MiB: total, anonymous (private) and file-backed (page cache, shared)."
     st = dict(l.split(":", 1) for l in Path("/proc/self/status").read_text().splitlines() if ":" in l)
     kb = lambda k: int(st[k].split()[0]) / 1024
-    return {"rss_mib": round(kb("VmRSS"), 1), "anon_mib": round(kb("RssAnon"), 1), "file_mib": round(kb("RssFile"), 1)}
+    roll = dict(l.split(":", 1) for l in Path("/proc/self/smaps_rollup").read_text().splitlines()[1:] if ":" in l)
+    pss = lambda k: round(int(roll[k].split()[0]) / 1024, 1) if k in roll else None
+    return {"rss_mib": round(kb("VmRSS"), 1), "anon_mib": round(kb("RssAnon"), 1), "file_mib": round(kb("RssFile"), 1),
+            "pss_mib": pss("Pss"), "pss_file_mib": pss("Pss_File")}   # PSS divides shared pages among the processes mapping them
 
 # ---------------------------------------------------------------- (a) cache
 def _keys(n:int, seed:int=0) -> np.ndarray:
@@ -61,6 +64,7 @@ def _map_and_lookup(args):
     t = []
     for q in queries:
         t0 = time.perf_counter(); c.lookup(q); t.append(time.perf_counter() - t0)
+    time.sleep(3)                                              # both 'ranks' hold their maps while memory is read
     after = rss()
     return dict(open_s=round(t_open, 3), lookup_256_ms_median=round(1000 * float(np.median(t)), 2), rss_before_open=before, rss_after_lookups=after,
                 anon_growth_mib=round(after["anon_mib"] - before["anon_mib"], 1), file_growth_mib=round(after["file_mib"] - before["file_mib"], 1))
@@ -186,7 +190,9 @@ def _tr(data): return sorted(str(p) for p in (Path(data) / "train").glob("*.tar"
 def bench_overlap(a):
     from sat2cap.synthworld import write_synthworld
     from sat2cap.train import TrainConfig, train, auto_workers
-    out = {"_up0": uptime(), "clip": "tiny", "image_size": 64, "batch_size": 64, "steps": a.steps}
+    from sat2cap.core import torch_threads
+    out = {"_up0": uptime(), "clip": "tiny", "image_size": 64, "batch_size": 64, "steps": a.steps,
+           "threads": "the step uses 1 torch thread in every variant (1 core for the step, the other for the loader worker)"}
     tmp = Path(tempfile.mkdtemp(dir=a.tmp))
     try:
         write_synthworld(tmp / "sw", n_samples=a.samples, seed=0, image_size=64, region_step=5.0, shard_size=100, workers=2)
@@ -195,13 +201,13 @@ def bench_overlap(a):
         for i in range(2):
             for name, kw in runs.items():
                 cfg = TrainConfig(data=str(tmp / "sw"), out=str(tmp / f"run{i}-{kw['num_workers']}"), steps=a.steps, batch_size=64, eval_every=0,
-                                  ckpt_every=a.steps, log_every=a.steps // 2, cache_dir=str(tmp / "cache"), **kw)
+                                  ckpt_every=a.steps, log_every=a.steps // 2, cache_dir=str(tmp / "cache"), cpu_threads=1, **kw)
                 S = train(cfg)
                 recs = [json.loads(l) for l in Path(cfg.out, "metrics.jsonl").read_text().splitlines() if "samples_per_s" in l]
                 # rate over the second half of the run (the first includes worker start-up and the shuffle buffer filling)
                 sps[name].append(_half_rate(recs, a.steps, 64))
                 out[f"workers_used {name}"] = S.cfg.num_workers
-            sps["model_only"].append(_model_only(tmp / "sw", 64, a.steps // 2))
+            with torch_threads(1): sps["model_only"].append(_model_only(tmp / "sw", 64, a.steps // 2))
         best = {k: round(max(v), 1) for k, v in sps.items()}
         out["samples_per_s"] = best
         out["serial_over_model_only"] = round(best["serial (num_workers=0)"] / best["model_only"], 3)
