@@ -209,8 +209,8 @@ class Captioner:
                  max_len:int|None=None, # most ids per caption; default cfg.max_len
                 ) -> list[str]:
         "Return a caption for each embedding."
-        emb = torch.as_tensor(np.asarray(emb, dtype=np.float32))
-        emb = F.normalize(emb.reshape(-1, emb.shape[-1]), dim=-1)
+        emb = emb.detach().float().cpu() if isinstance(emb, torch.Tensor) else torch.as_tensor(np.asarray(emb, dtype=np.float32))
+        emb = F.normalize(emb.reshape(-1, emb.shape[-1]), dim=-1).to(next(self.model.parameters()).device)
         if emb.shape[-1] != self.cfg.embed_dim:
             raise Sat2CapError(f"embeddings of width {emb.shape[-1]} given to a captioner for width {self.cfg.embed_dim}")
         self.model.eval(); n = max_len or self.cfg.max_len

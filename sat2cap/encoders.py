@@ -83,11 +83,17 @@ def _random_clip(arch:str, spec:str, device, seed:int) -> ClipBundle:
     "Build architecture `arch` with random weights drawn from `seed`."
     with _torch_seed(seed), _no_warnings(): return _create(arch, spec, device, open_clip.get_model_config(arch))
 
+def _is_openai_jit(path) -> bool:
+    "Tell whether `path` is a TorchScript archive, the format of OpenAI's released CLIP checkpoints (trained with QuickGELU)."
+    try:
+        with zipfile.ZipFile(path) as z: return any("/code/" in n for n in z.namelist())
+    except (zipfile.BadZipFile, OSError): return False
+
 def _pretrained_clip(arch:str, tag:str, spec:str, device) -> ClipBundle:
-    "Build architecture `arch` with weights from pretrained tag or checkpoint file `tag`."
+    "Build architecture `arch` with weights from pretrained tag or checkpoint file `tag` (QuickGELU for OpenAI files)."
     tags = open_clip.list_pretrained_tags_by_model(arch)
     if tag in tags: quick = bool(get_pretrained_cfg(arch, tag).get("quick_gelu", False))
-    elif Path(tag).is_file() and Path(tag).suffix in _CKPT_SUFFIXES: quick = False
+    elif Path(tag).is_file() and Path(tag).suffix in _CKPT_SUFFIXES: quick = arch.endswith("-quickgelu") or _is_openai_jit(tag)
     else: raise Sat2CapError(f"CLIP spec {spec!r}: {tag!r} is neither a pretrained tag of {arch} "
                              f"({', '.join(tags[:6]) or 'none'}{', ...' if len(tags) > 6 else ''}) nor a checkpoint file ({', '.join(_CKPT_SUFFIXES)})")
     cfg = open_clip.get_model_config(arch) | ({"quick_gelu": True} if quick else {})

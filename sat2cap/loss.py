@@ -4,19 +4,20 @@
 
 # %% ../nbs/04_loss.ipynb #1067afe1
 from __future__ import annotations
-import math, json, hashlib, os
+import math, json, hashlib, os, shutil
 from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
 import torch.nn.functional as F
 import torch.distributed as dist
-from safetensors import safe_open
-from safetensors.torch import save_file
-from .core import Sat2CapError, atomic_path, progress
+from .core import Sat2CapError, atomic_path, write_json, progress
+from .data import make_loader
+from .encoders import GroundEncoder
 
 # %% auto #0
-__all__ = ['gather_all', 'MemoryBankLoss', 'cache_fingerprint', 'GroundCache', 'compute_ground_embeddings', 'ground_cache']
+__all__ = ['gather_all', 'MemoryBankLoss', 'cache_fingerprint', 'GroundCache', 'write_cache_part', 'merge_cache_parts',
+           'compute_ground_embeddings', 'ground_cache']
 
 # %% ../nbs/04_loss.ipynb #c8051329
 def gather_all(x:torch.Tensor, # (b, D) this rank's rows (b may differ between ranks)
@@ -54,10 +55,12 @@ class MemoryBankLoss(nn.Module):
 
     def logits(self, overhead, ground) -> torch.Tensor:
         "Return (B, 1 + n_filled) scaled logits: the positive pair first, then the queue."
-        o, g = F.normalize(overhead.float(), dim=-1), F.normalize(ground.float(), dim=-1)
-        pos = (o * g).sum(-1, keepdim=True)                      # (B, 1)
-        neg = o @ self.queue[:int(self.n_filled)].T              # (B, n)
-        return torch.cat([pos, neg], 1) * self.scale
+        with torch.autocast(overhead.device.type, enabled=False):   # fp32 even under bf16 autocast (scale 100 magnifies rounding)
+            o = F.normalize(overhead.float(), dim=-1)                # (B, D)
+            g = F.normalize(ground.float(), dim=-1)                  # (B, D)
+            pos = (o * g).sum(-1, keepdim=True)                      # (B, 1)
+            neg = o @ self.queue[:int(self.n_filled)].T              # (B, n)
+            return torch.cat([pos, neg], 1) * self.scale             # (B, 1 + n)
 
     def forward(self, overhead:torch.Tensor, # (B, D) overhead embeddings
                 ground:torch.Tensor, # (B, D) paired ground embeddings
@@ -108,74 +111,183 @@ def cache_fingerprint(shards:list, # shard paths the cache covers
     return h.hexdigest()
 
 # %% ../nbs/04_loss.ipynb #11db6581
-class GroundCache:
-    "Precomputed ground embeddings looked up by sample key."
-    def __init__(self, emb:torch.Tensor, # (N, D) unnormalized ground embeddings
-                 keys:list, # N sample keys, in the rows' order
-                 fingerprint:str="", # what the embeddings were computed from
-                ):
-        self.emb, self.keys, self.fingerprint = emb, list(keys), fingerprint
-        self.index = {k: i for i, k in enumerate(self.keys)}
+def _key_array(keys) -> np.ndarray:
+    "Return `keys` (strings, or already a byte array) as a fixed-width byte array."
+    if isinstance(keys, np.ndarray) and keys.dtype.kind == "S": return keys
+    b = [k.encode() for k in keys]
+    return np.array(b, dtype=f"S{max(map(len, b), default=1)}")
 
-    def __len__(self): return len(self.keys)
-    def __repr__(self): return f"GroundCache(n={len(self)}, dim={self.emb.shape[1]}, fingerprint={self.fingerprint[:12]})"
+class GroundCache:
+    "Ground embeddings (fp16, memory-mapped when opened from disk) looked up by sample key through a sorted key index."
+    def __init__(self, emb, # (N, D) ground embeddings, rows in sample order (torch tensor or numpy array)
+                 keys, # N sample keys in the rows' order (strings), or the sorted key array when `rows` is given
+                 fingerprint:str="", # what the embeddings were computed from
+                 rows=None, # (N,) row of each sorted key (None: sort `keys` here)
+                 path=None, # folder the cache was opened from (workers reopen it instead of copying it)
+                ):
+        self._emb = emb.numpy() if isinstance(emb, torch.Tensor) else emb
+        if rows is None:                                       # build the index (opening a saved cache reads none of it)
+            ka = _key_array(keys)
+            rows = np.argsort(ka, kind="stable")
+            keys = ka[rows]
+            dup = keys[1:][keys[1:] == keys[:-1]]
+            if len(dup): raise Sat2CapError(f"duplicate sample keys in the ground-embedding cache, e.g. {dup[0].decode()!r}")
+        self._keys, self._rows, self.fingerprint, self.path = keys, rows, fingerprint, path
+
+    def __len__(self): return len(self._keys)
+    def __repr__(self): return f"GroundCache(n={len(self)}, dim={self._emb.shape[1]}, fingerprint={self.fingerprint[:12]})"
+    def __reduce__(self):   # loader workers reopen the memory map instead of receiving a copy of the matrix
+        return (GroundCache.load, (self.path,)) if self.path else (GroundCache, (self._emb, self.keys, self.fingerprint))
+
+    @property
+    def emb(self) -> torch.Tensor:
+        "The (N, D) embeddings as a tensor sharing the (memory-mapped) array."
+        return torch.from_numpy(self._emb)
+    @property
+    def keys(self) -> list:
+        "The N keys in row order."
+        out = np.empty_like(self._keys); out[self._rows] = self._keys
+        return [k.decode() for k in out]
+
+    def find(self, keys:list) -> np.ndarray:
+        "Return the row of each key, -1 where a key is not in the cache."
+        b = [k.encode() for k in keys]
+        if not len(self): return np.full(len(b), -1)
+        q = np.array(b, dtype=self._keys.dtype)                     # longer keys are cut here: the length check rejects them
+        i = np.searchsorted(self._keys, q).clip(max=len(self) - 1)
+        hit = (self._keys[i] == q) & (np.array([len(x) for x in b]) <= self._keys.dtype.itemsize)
+        return np.where(hit, self._rows[i], -1)
+    def __contains__(self, key:str) -> bool: return bool(self.find([key])[0] >= 0)
 
     def lookup(self, keys:list) -> torch.Tensor:
-        "Return the (B, D) embeddings of `keys`; raise naming the first unknown key."
-        missing = [k for k in keys if k not in self.index]
-        if missing: raise Sat2CapError(f"sample key {missing[0]!r} is not in the ground-embedding cache ({len(missing)} missing)")
-        return self.emb[torch.tensor([self.index[k] for k in keys], dtype=torch.long)]
+        "Return the (B, D) float32 embeddings of `keys`; raise naming the first unknown key."
+        r = self.find(keys)
+        if (r < 0).any():
+            raise Sat2CapError(f"sample key {keys[int(np.argmax(r < 0))]!r} is not in the ground-embedding cache ({int((r < 0).sum())} missing)")
+        return torch.from_numpy(np.asarray(self._emb[r], dtype=np.float32))   # (B, D)
 
     def save(self, path):
-        "Write the cache atomically as safetensors with keys and fingerprint in its metadata."
-        with atomic_path(path) as tmp:
-            save_file({"emb": self.emb.contiguous()}, str(tmp), metadata={"keys": json.dumps(self.keys), "fingerprint": self.fingerprint})
-        return Path(path)
+        "Write the cache as a folder: emb.npy (N, D) fp16, keys.npy (sorted), rows.npy, and meta.json written last."
+        path = Path(path); path.mkdir(parents=True, exist_ok=True)
+        for name, a in (("emb", np.asarray(self._emb, np.float16)), ("keys", self._keys), ("rows", self._rows.astype(np.int64))):
+            with atomic_path(path / f"{name}.npy") as tmp, open(tmp, "wb") as f: np.save(f, a)
+        write_json(dict(n=len(self), dim=int(self._emb.shape[1]), fingerprint=self.fingerprint), path / "meta.json")
+        return path
 
     @classmethod
     def load(cls, path):
-        "Read a cache written by `save` (no pickle involved)."
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata(); emb = f.get_tensor("emb")
-        return cls(emb, json.loads(meta["keys"]), meta.get("fingerprint", ""))
+        "Memory-map a cache folder written by `save` or `merge_cache_parts` (no pickle involved)."
+        path = Path(path)
+        if not (path / "meta.json").exists(): raise Sat2CapError(f"{path} is not a complete ground-embedding cache (no meta.json)")
+        meta = json.loads((path / "meta.json").read_text())
+        arr = {n: np.load(path / f"{n}.npy", mmap_mode="c", allow_pickle=False) for n in ("emb", "keys", "rows")}
+        return cls(arr["emb"], arr["keys"], meta["fingerprint"], rows=arr["rows"], path=str(path))
+
+# %% ../nbs/04_loss.ipynb #f634d9ed
+def write_cache_part(parts, # folder of parts
+                     rank:int, world:int, # this part's writer among `world`
+                     emb:np.ndarray, # (n, D) this rank's ground embeddings
+                     keys:list, # n sample keys
+                     shard:np.ndarray, # (n,) index of each row's shard in the full shard list
+                    ) -> Path:
+    "Write one rank's part of a cache (atomically; the keys file last marks it complete)."
+    parts = Path(parts); parts.mkdir(parents=True, exist_ok=True)
+    stem = f"part-{rank:05d}-of-{world:05d}"
+    arrays = (("emb", np.asarray(emb, np.float16)), ("shard", np.asarray(shard, np.int64)), ("keys", _key_array(keys)))
+    for name, a in arrays:
+        with atomic_path(parts / f"{stem}.{name}.npy") as tmp, open(tmp, "wb") as f: np.save(f, a)
+    return parts / stem
+
+def merge_cache_parts(parts, # folder of parts from `write_cache_part`
+                      world:int, # number of parts
+                      dest, # cache folder to write
+                      fingerprint:str="", # stored in meta.json
+                      chunk:int=1 << 20, # rows copied at a time
+                     ) -> GroundCache:
+    "Merge the parts into one cache whose rows are in shard order (independent of the world size that wrote them)."
+    parts, dest = Path(parts), Path(dest)
+    stems = [parts / f"part-{r:05d}-of-{world:05d}" for r in range(world)]
+    missing = [s.name for s in stems if not Path(f"{s}.keys.npy").exists()]
+    if missing: raise Sat2CapError(f"ground-cache parts missing in {parts}: {', '.join(missing)}")
+    embs = [np.load(f"{s}.emb.npy", mmap_mode="r") for s in stems]
+    shard = np.concatenate([np.load(f"{s}.shard.npy") for s in stems])
+    order = np.argsort(shard, kind="stable")                    # global row g of output row i: order[i]
+    dest_row = np.empty_like(order); dest_row[order] = np.arange(len(order))
+    keys = np.concatenate([np.load(f"{s}.keys.npy") for s in stems])    # numpy widens to the longest key
+    dim = embs[0].shape[1] if embs else 0
+    dest.mkdir(parents=True, exist_ok=True)
+    with atomic_path(dest / "emb.npy") as tmp:
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=(len(order), dim))
+        start = 0
+        for e in embs:
+            for i in range(0, len(e), chunk):
+                j = min(i + chunk, len(e))
+                out[dest_row[start + i:start + j]] = e[i:j]
+            start += len(e)
+        out.flush(); del out
+    cache = GroundCache(np.load(dest / "emb.npy", mmap_mode="r"), keys[order], fingerprint)
+    for name, a in (("keys", cache._keys), ("rows", cache._rows.astype(np.int64))):
+        with atomic_path(dest / f"{name}.npy") as tmp, open(tmp, "wb") as f: np.save(f, a)
+    write_json(dict(n=len(cache), dim=int(dim), fingerprint=fingerprint, parts=world), dest / "meta.json")
+    return GroundCache.load(dest)
 
 # %% ../nbs/04_loss.ipynb #d93fbb9b
+def _local_rank() -> int: return int(os.environ.get("LOCAL_RANK", 0))
+
+def _rank0_says(flag:bool) -> bool:
+    "Return rank 0's `flag` on every rank (itself outside torch.distributed)."
+    if not (dist.is_available() and dist.is_initialized()): return flag
+    box = [flag]; dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+def _barrier():
+    if dist.is_available() and dist.is_initialized(): dist.barrier()
+
 @torch.no_grad()
-def compute_ground_embeddings(shards:list, # shard paths
+def compute_ground_embeddings(shards:list, # shard paths (all of them: this rank embeds its share)
                               clip, # ClipBundle (its frozen image tower and preprocess are used)
                               batch_size:int=256, # images per forward pass
                               num_workers:int=0, # loader worker processes
                               device:str="cpu", # where the encoder runs
-                             ) -> GroundCache:
-    "Embed every ground photo in `shards` with the frozen CLIP image tower."
-    from sat2cap.data import make_loader
-    from sat2cap.encoders import GroundEncoder
+                              rank:int=0, world:int=1, # this process's share: shards rank, rank + world, ...
+                              desc:str="ground embeddings", # progress-bar label
+                             ) -> tuple:
+    "Embed the ground photos of this rank's shards with the frozen CLIP image tower; return (emb (n, D) fp16, keys, shard index)."
+    index = {u: i for i, u in enumerate(shards)}
+    mine = shards[rank::world]                                 # a rank without shards writes an empty part
     enc = GroundEncoder(clip).to(device).eval()
-    dl = make_loader(shards, batch_size=batch_size, overhead_tf=None, ground_tf=clip.preprocess,
-                     shuffle=False, num_workers=num_workers, seed=0, rank=0, world_size=1)
-    keys, embs = [], []
-    for b in progress(dl, desc="ground embeddings", unit="batch"):
+    dl = make_loader(mine, batch_size=batch_size, overhead_tf=None, ground_tf=clip.preprocess,
+                     shuffle=False, num_workers=min(num_workers, len(mine)), seed=0, rank=0, world_size=1) if mine else []
+    keys, embs, shard = [], [], []
+    bar = progress(dl, desc=f"{desc} (rank {rank}/{world})", unit="batch") if _local_rank() == 0 else dl   # one bar per node
+    for b in bar:
         with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=device.startswith("cuda")):
-            embs.append(enc(b["ground"].to(device)).float().cpu())   # (B, D)
+            embs.append(enc(b["ground"].to(device)).float().cpu().numpy().astype(np.float16))   # (B, D)
         keys += list(b["key"])
-    if not keys: raise Sat2CapError(f"no samples found in {len(shards)} shards ({shards[:1]} ...)")
-    if len(set(keys)) != len(keys): raise Sat2CapError(f"duplicate sample keys in {shards[:1]} ...: keys must be unique")
-    return GroundCache(torch.cat(embs), keys)
+        shard += [index[u] for u in b["url"]]
+    dim = clip.embed_dim
+    return (np.concatenate(embs) if embs else np.zeros((0, dim), np.float16)), keys, np.array(shard, np.int64)
 
 def ground_cache(shards:list, # shard paths
                  clip, # ClipBundle of the frozen ground encoder
-                 cache_dir, # folder holding cache files
-                 name:str="ground", # file-name prefix, e.g. the split
-                 **kwargs, # passed to `compute_ground_embeddings`
+                 cache_dir, # folder holding caches (shared by every rank of every node)
+                 name:str="ground", # cache name prefix, e.g. the split
+                 rank:int=0, world:int=1, # this process among `world`: every rank embeds its own shards
+                 **kwargs, # passed to `compute_ground_embeddings` (batch_size, num_workers, device)
                 ) -> GroundCache:
-    "Load the cache for (`shards`, `clip`) from `cache_dir`, building it (and removing stale ones) if needed."
+    "Open the cache for (`shards`, `clip`) in `cache_dir`, building it if needed: ranks write parts in parallel, rank 0 merges."
     fp = cache_fingerprint(shards, clip)
-    path = Path(cache_dir) / f"{name}-{fp[:16]}.safetensors"
-    if path.exists():
-        c = GroundCache.load(path)
-        if c.fingerprint == fp: return c
-    c = compute_ground_embeddings(shards, clip, **kwargs); c.fingerprint = fp
-    for old in Path(cache_dir).glob(f"{name}-*.safetensors"):
-        if old != path: old.unlink()
-    c.save(path)
-    return c
+    path = Path(cache_dir) / f"{name}-{fp[:16]}"
+    if not _rank0_says((path / "meta.json").exists()):
+        emb, keys, shard = compute_ground_embeddings(shards, clip, rank=rank, world=world, desc=f"ground embeddings {name}", **kwargs)
+        parts = Path(cache_dir) / f".{path.name}.parts"
+        write_cache_part(parts, rank, world, emb, keys, shard)
+        _barrier()
+        if rank == 0:
+            c = merge_cache_parts(parts, world, path, fp)
+            if not len(c): raise Sat2CapError(f"no samples found in {len(shards)} shards ({shards[:1]} ...)")
+            shutil.rmtree(parts, ignore_errors=True)
+            for old in Path(cache_dir).glob(f"{name}-*"):
+                if old != path and (old.is_dir() or old.suffix == ".safetensors"): shutil.rmtree(old) if old.is_dir() else old.unlink()
+        _barrier()
+    return GroundCache.load(path)

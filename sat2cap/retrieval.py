@@ -181,13 +181,14 @@ def query_embeddings(run, # loaded run
                     ) -> np.ndarray:
     "Return the tiles' (T, D) normalized embeddings at their own date and location with the hour set to `hour`."
     from sat2cap.dynamic import when_meta
-    e = torch.from_numpy(np.asarray(q.emb, dtype=np.float32))  # (T, D)
+    dev = next(run.model.parameters()).device                 # the run may be loaded on a GPU
+    e = torch.from_numpy(np.asarray(q.emb, dtype=np.float32)).to(dev)  # (T, D)
     if not use_meta: return run.model.embed(e, use_meta=False).cpu().numpy()
     if hour is None: raise Sat2CapError("query_embeddings: use_meta=True needs an hour")
     m = [when_meta(f"{d} 00:00") for d in q.date]
-    year, doy = (torch.tensor([float(x[k]) for x in m]) for k in ("year", "doy"))
-    lat, lon = torch.tensor(q.lat, dtype=torch.float32), torch.tensor(q.lon, dtype=torch.float32)
-    return run.model.embed(e, lat, lon, year, doy, torch.full((len(m),), float(hour))).cpu().numpy()
+    year, doy = (torch.tensor([float(x[k]) for x in m], device=dev) for k in ("year", "doy"))
+    lat, lon = torch.tensor(q.lat, dtype=torch.float32, device=dev), torch.tensor(q.lon, dtype=torch.float32, device=dev)
+    return run.model.embed(e, lat, lon, year, doy, torch.full((len(m),), float(hour), device=dev)).cpu().numpy()
 
 # %% ../nbs/07_retrieval.ipynb #7ae41025
 def night_by_query(run, # loaded run

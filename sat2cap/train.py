@@ -4,9 +4,10 @@
 
 # %% ../nbs/05_train.ipynb #04a3e8b7
 from __future__ import annotations
-import os, json, math, time, random, shutil, glob, dataclasses
+import os, json, math, time, random, shutil, glob, dataclasses, datetime, warnings
 from dataclasses import dataclass, field, asdict
 from contextlib import contextmanager, nullcontext
+from itertools import islice
 from pathlib import Path
 import numpy as np
 import torch
@@ -19,18 +20,26 @@ from .core import Sat2CapError, seed_everything, atomic_path, write_json, progre
 import sys, pickle, hashlib, tarfile
 from safetensors import SafetensorError
 from .core import warn, run_lock, check_positive, check_nonneg, check_fraction, check_choice, check_device, check_out_dir
-from .encoders import TINY, CONFIG_NAME, tiny_config_path, check_clip
+from .data import CrossViewDataset, make_loader, count_samples, overhead_train_transform, overhead_eval_transform, split_shards, strict_reading
+from .encoders import load_clip, save_clip, GroundEncoder, TINY, CONFIG_NAME, tiny_config_path, check_clip
 from .dynamic import Sat2Cap
-from .loss import MemoryBankLoss, ground_cache
-from .data import split_shards, strict_reading
+from .loss import MemoryBankLoss, GroundCache, ground_cache, gather_all
 
 # %% auto #0
-__all__ = ['PAPER', 'META', 'BROKEN', 'PRESETS', 'RUN_FILES', 'TrainConfig', 'setup_dist', 'autocast', 'barrier', 'rng_state',
-           'set_rng_state', 'preserve_rng', 'rank_slice', 'batch_stream', 'save_checkpoint', 'complete_checkpoints',
-           'load_checkpoint', 'make_optimizer', 'make_schedule', 'TrainStep', 'pair_ranks', 'retrieval_metrics',
-           'embed_samples', 'evaluate', 'setup_run', 'train', 'validate', 'Run', 'load_run', 'evaluate_run',
-           'is_tiny_clip', 'data_fingerprint', 'count_samples', 'run_state', 'clear_run', 'check_config', 'make_config',
-           'train_cli', 'evaluate_cli']
+__all__ = ['PAPER', 'META', 'BROKEN', 'PRESETS', 'RUN_FILES', 'auto_workers', 'TrainConfig', 'setup_dist', 'autocast', 'barrier',
+           'all_gather_objects', 'rng_state', 'set_rng_state', 'preserve_rng', 'epoch_quota', 'batch_stream',
+           'save_checkpoint', 'complete_checkpoints', 'load_checkpoint', 'make_optimizer', 'make_schedule', 'TrainStep',
+           'pair_ranks', 'retrieval_metrics', 'embed_samples', 'evaluate', 'shard_counts', 'overhead_stats_dist',
+           'TrainState', 'setup_run', 'train', 'validate', 'Run', 'load_run', 'evaluate_run', 'is_tiny_clip',
+           'data_fingerprint', 'count_until', 'run_state', 'clear_run', 'check_config', 'make_config', 'train_cli',
+           'evaluate_cli']
+
+# %% ../nbs/05_train.ipynb #c53351fa
+def auto_workers() -> int:
+    "Loader workers per rank: the CPU cores of this rank's share of the node minus one (for the step), 1 to 8."
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    per_rank = cores // int(os.environ.get("LOCAL_WORLD_SIZE", 1))
+    return max(1, min(8, per_rank - 1))
 
 # %% ../nbs/05_train.ipynb #7f938cfe
 @dataclass
@@ -57,7 +66,7 @@ class TrainConfig:
     keep_ckpts: int = 2             # complete checkpoints kept (older ones deleted)
     log_every: int = 10             # steps between metrics.jsonl lines
     seed: int = 0                   # seed for init, data order, augmentation and metadata dropout
-    num_workers: int = 0            # data-loader worker processes per rank
+    num_workers: int = field(default_factory=auto_workers)  # loader worker processes per rank (default: its CPU cores - 1, 1 to 8)
     cpu_threads: int = 0            # torch intra-op threads while training on CPU (0 = leave torch's setting)
     precision: str = "auto"         # auto (bf16 autocast on CUDA, fp32 on CPU) | bf16 | fp32
     device: str = ""                # "" picks cuda when present, else cpu
@@ -66,6 +75,7 @@ class TrainConfig:
     overhead_mean: list = field(default_factory=list)  # overhead normalization mean ([] = computed from train shards)
     overhead_std: list = field(default_factory=list)   # overhead normalization std ([] = computed from train shards)
     resume: bool = False            # continue from the latest complete checkpoint in `out`
+    dist_timeout_min: float = 60.0  # torch.distributed timeout in minutes (ranks wait at barriers while caches are built)
 
     def save(self, path): return write_json(asdict(self), path)
 
@@ -91,12 +101,13 @@ PAPER = dict(lr=1e-5, betas=(0.9, 0.98), queue_size=9600, batch_size=128, steps=
 
 # %% ../nbs/05_train.ipynb #cbca0b44
 def setup_dist(device:str="", # "" = cuda:LOCAL_RANK when CUDA is available, else cpu
+               timeout_min:float=60.0, # timeout of the process group's collectives (cache building waits at a barrier)
               ) -> tuple:
     "Initialize torch.distributed from torchrun's env vars when present; return (rank, world_size, device)."
     cuda = torch.cuda.is_available() and not device.startswith("cpu")
     if int(os.environ.get("WORLD_SIZE", 1)) > 1 and not dist.is_initialized():
         if cuda: torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
-        dist.init_process_group("nccl" if cuda else "gloo")
+        dist.init_process_group("nccl" if cuda else "gloo", timeout=datetime.timedelta(minutes=timeout_min))
     rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
     return rank, world, device or (f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if cuda else "cpu")
 
@@ -108,6 +119,13 @@ def autocast(device:str, precision:str="auto"):
 def barrier():
     "Wait for every rank (no-op in a single process)."
     if dist.is_initialized(): dist.barrier()
+
+def all_gather_objects(obj, world:int) -> list:
+    "Return `obj` from every rank, in rank order (`[obj]` in a single process)."
+    if world == 1: return [obj]
+    out = [None] * world
+    dist.all_gather_object(out, obj)
+    return out
 
 # %% ../nbs/05_train.ipynb #12e16ad4
 def rng_state() -> dict:
@@ -137,34 +155,45 @@ META = ("lat", "lon", "year", "doy", "hour")
 
 def _seed(*xs) -> int: return int(np.random.SeedSequence(list(xs)).generate_state(1)[0])
 
-def rank_slice(b:dict, rank:int, n:int) -> dict:
-    "Return rows [rank*n, (rank+1)*n) of every field of batch `b`."
-    return {k: v[rank * n:(rank + 1) * n] for k, v in b.items()}
+def epoch_quota(counts:dict, # shard -> samples (from `count_samples`)
+                ds:CrossViewDataset, # this epoch's dataset (its shard order)
+                batch_size:int, world:int, workers:int,
+               ) -> int:
+    "Return the batches every rank takes this epoch: the fewest full batches any rank's share holds (workers batch their own shards)."
+    nw = max(workers, 1)
+    full = [sum(sum(counts[u] for u in ds.shards_of(r, world, w, nw)) // batch_size for w in range(nw)) for r in range(world)]
+    return min(full)
 
 def batch_stream(shards:list, # training shards
-                 cfg:TrainConfig, # uses batch_size, seed, num_workers
+                 cfg:TrainConfig, # uses batch_size, seed, num_workers (resolved, >= 0)
                  overhead_tf, # overhead transform (random augmentation allowed)
+                 counts:dict, # shard -> samples, for the per-epoch quota
                  decode_ground:bool=False, # decode ground photos too (only without the cache)
                  ground_tf=None, # ground transform when decoding them
+                 keep=None, # keys to train on (the ground cache): others are skipped and counted
                  rank:int=0, world:int=1, # this process among `world`
                  pos:tuple=(0, 0), # (epoch, fetched) to start from
                  rng:dict|None=None, # RNG state to restore once `fetched` batches are skipped
+                 device:str="cpu", # pins memory for CUDA
                 ):
-    "Yield ((epoch, fetched), batch) forever, reproducibly from any position."
-    from sat2cap.data import make_loader
-    epoch, skip = pos; n = cfg.batch_size * world
+    "Yield ((epoch, fetched), batch, counts) forever from this rank's shards: the same batches per epoch on every rank, reproducibly from any position."
+    epoch, skip = pos
+    done = dict(decoded=0, skipped=0)                      # samples this rank's loaders read (and skipped) in finished epochs
     while True:
         seed_everything(_seed(cfg.seed, epoch, rank))
-        dl = make_loader(shards, batch_size=n, overhead_tf=overhead_tf, ground_tf=ground_tf, shuffle=True,
-                         num_workers=cfg.num_workers, seed=_seed(cfg.seed, epoch), decode_ground=decode_ground,
-                         pin_memory=torch.cuda.is_available(), rank=0, world_size=1)  # every rank reads all shards
-        it, fetched = iter(dl), 0
-        for _ in range(skip): next(it); fetched += 1
+        dl = make_loader(shards, batch_size=cfg.batch_size, overhead_tf=overhead_tf, ground_tf=ground_tf, shuffle=True,
+                         num_workers=cfg.num_workers, seed=_seed(cfg.seed, epoch), decode_ground=decode_ground, keep=keep,
+                         repeat=True, drop_last=True, pin_memory=device.startswith("cuda"), rank=rank, world_size=world)
+        quota = epoch_quota(counts, dl.dataset, cfg.batch_size, world, cfg.num_workers)
+        if quota == 0: raise Sat2CapError(f"batch size {cfg.batch_size} is larger than a rank's share of the {sum(counts.values())} training samples")
+        it = iter(dl)                                      # repeats its shards if skipped samples leave fewer batches than the quota
+        for _ in range(skip): next(it)
         if rng is not None: set_rng_state(rng); rng = None
-        for b in it:
-            fetched += 1
-            if len(b["key"]) == n: yield (epoch, fetched), rank_slice(b, rank, cfg.batch_size)
-        if fetched == 0: raise Sat2CapError(f"no training samples in {len(shards)} shards ({shards[0]} ...)")
+        for fetched in range(skip + 1, quota + 1):
+            b = next(it)
+            yield (epoch, fetched), b, dict(decoded=done["decoded"] + dl.decoded, skipped=done["skipped"] + dl.skipped)
+        done = dict(decoded=done["decoded"] + dl.decoded, skipped=done["skipped"] + dl.skipped)
+        it.close()                                         # stops the worker processes
         epoch, skip = epoch + 1, 0
 
 # %% ../nbs/05_train.ipynb #38411969
@@ -265,25 +294,27 @@ def embed_samples(model:Sat2Cap, # model in eval mode
                   ground=None, # GroundCache, a GroundEncoder run on decoded ground photos, or None (no ground)
                   ground_tf=None, # ground transform when `ground` is an encoder
                   batch_size:int=128, device:str="cpu", precision:str="auto",
+                  keep=None, # only samples whose key is in `keep` (default: the cache's keys when `ground` is a cache)
                  ) -> dict:
-    "Return dict(key, image (N, D), ground (N, D), lat..hour (N,)) for the first `n` unique samples."
-    from sat2cap.data import make_loader
+    "Return dict(key, image (N, D), ground (N, D), lat..hour (N,), skipped) for the first `n` unique usable samples."
     enc = ground if isinstance(ground, nn.Module) else None
-    dl = make_loader(shards, batch_size=batch_size, overhead_tf=overhead_tf, ground_tf=ground_tf,
-                     shuffle=False, num_workers=0, seed=0, decode_ground=enc is not None, rank=0, world_size=1)
+    keep = ground if keep is None and isinstance(ground, GroundCache) else keep
+    dl = make_loader(shards, batch_size=batch_size, overhead_tf=overhead_tf, ground_tf=ground_tf, shuffle=False,
+                     num_workers=0, seed=0, decode_ground=enc is not None, keep=keep, rank=0, world_size=1)
     out, seen = {k: [] for k in ("key", "image", "ground", *META)}, set()
     for b in dl:
-        keep = [i for i, k in enumerate(b["key"]) if k not in seen and not seen.add(k)][:n - len(out["key"])]
-        if not keep: continue
+        keep_i = [i for i, k in enumerate(b["key"]) if k not in seen and not seen.add(k)][:n - len(out["key"])]
+        if not keep_i: continue
         with autocast(device, precision):
-            out["image"].append(model.encode_image(b["overhead"][keep].to(device)).float().cpu())
-            if enc is not None: out["ground"].append(enc(b["ground"][keep].to(device)).float().cpu())
-            elif ground is not None: out["ground"].append(ground.lookup([b["key"][i] for i in keep]))
-        out["key"] += [b["key"][i] for i in keep]
-        for k in META: out[k].append(b[k][keep])
+            out["image"].append(model.encode_image(b["overhead"][keep_i].to(device)).float().cpu())
+            if enc is not None: out["ground"].append(enc(b["ground"][keep_i].to(device)).float().cpu())
+            elif ground is not None: out["ground"].append(ground.lookup([b["key"][i] for i in keep_i]))
+        out["key"] += [b["key"][i] for i in keep_i]
+        for k in META: out[k].append(b[k][keep_i])
         if len(out["key"]) >= n: break
     if not out["key"]: raise Sat2CapError(f"no samples in {len(shards)} held-out shards ({shards[:1]})")
-    return {k: (v if k == "key" else torch.cat(v)) for k, v in out.items() if v or k == "key"}
+    res = {k: (v if k == "key" else torch.cat(v)) for k, v in out.items() if v or k == "key"}
+    return res | dict(skipped=dict(dl.skips.counts))
 
 def evaluate(model:Sat2Cap, emb:dict, use_meta:bool=True) -> dict:
     "Return overhead->ground retrieval metrics for samples from `embed_samples`."
@@ -295,97 +326,174 @@ def evaluate(model:Sat2Cap, emb:dict, use_meta:bool=True) -> dict:
 def _log(run:Path, rec:dict):
     with open(Path(run) / "metrics.jsonl", "a") as f: f.write(json.dumps(rec) + "\n")
 
-@contextmanager
-def _one_process():
-    "Let webdataset see a single process (rank 0 of 1) in the block, so a helper reads every shard under torchrun."
-    old = {k: os.environ.get(k) for k in ("RANK", "WORLD_SIZE")}
-    os.environ.update(RANK="0", WORLD_SIZE="1")
-    try: yield
-    finally:
-        for k, v in old.items():
-            if v is None: os.environ.pop(k, None)
-            else: os.environ[k] = v
+def _local_bar(it, **kwargs):
+    "A progress bar on the first rank of every node (plain iteration elsewhere)."
+    return progress(it, **kwargs) if int(os.environ.get("LOCAL_RANK", 0)) == 0 else it
 
-def setup_run(cfg:TrainConfig, rank:int=0, world:int=1, device:str="cpu") -> dict:
-    "Build CLIP, model, loss, caches, transforms, optimizer and schedule; restore them when resuming."
-    from sat2cap.encoders import load_clip, save_clip, GroundEncoder
-    from sat2cap.data import overhead_train_transform, overhead_eval_transform, overhead_stats
-    run = Path(cfg.out); run.mkdir(parents=True, exist_ok=True)
-    train_sh, val_sh = split_shards(cfg.data, "train"), split_shards(cfg.data, "val")
+def shard_counts(shards:list, rank:int=0, world:int=1) -> dict:
+    "Return shard -> number of samples, each rank counting its share of the shards from tar headers."
+    mine = {u: count_samples(u) for u in _local_bar(shards[rank::world], desc=f"count samples (rank {rank})", unit="shard")}
+    return {u: n for part in all_gather_objects(mine, world) for u, n in part.items()}
+
+def overhead_stats_dist(shards:list, # training shards
+                        rank:int=0, world:int=1, device:str="cpu",
+                        n:int=2000, # about this many images: the first ceil(n / shards) usable samples of every shard
+                       ) -> dict:
+    "Per-channel mean/std of overhead pixels on a fixed sample (the first samples of every shard), shards split over ranks."
+    per = math.ceil(n / len(shards))
+    acc = torch.zeros(4, 3, dtype=torch.float64)           # rows: sum, sum of squares, pixels, images
+    for u in _local_bar(shards[rank::world], desc=f"overhead stats (rank {rank})", unit="shard"):
+        for s in islice(CrossViewDataset(u, decode_ground=False, rank=0, world_size=1), per):
+            x = torch.from_numpy(np.asarray(s["overhead"], dtype=np.float64).reshape(-1, 3) / 255)   # (H*W, 3)
+            acc += torch.stack([x.sum(0), (x * x).sum(0), torch.full((3,), float(len(x))), torch.ones(3, dtype=torch.float64)])
+    if world > 1:
+        acc = acc.to(device)
+        dist.all_reduce(acc)
+        acc = acc.cpu()
+    if not acc[3, 0]: raise Sat2CapError(f"no valid overhead images in {len(shards)} training shards ({shards[0]} ...)")
+    mean = acc[0] / acc[2]
+    std = (acc[1] / acc[2] - mean ** 2).clamp(min=0).sqrt()
+    return dict(mean=mean.tolist(), std=std.tolist(), n_images=int(acc[3, 0]), n_pixels=int(acc[2, 0]), per_shard=per)
+
+@dataclass
+class TrainState:
+    "What the training loop works on (built by `setup_run`)."
+    cfg: TrainConfig                 # the settings in use: the given config with derived values filled in
+    clip: object                     # ClipBundle: frozen ground encoder, text tower, preprocess
+    model: Sat2Cap                   # the trained model
+    loss_fn: MemoryBankLoss          # loss and its queue of K ground embeddings
+    step_mod: nn.Module              # model + loss (wrapped in DDP with more than one rank)
+    opt: torch.optim.Optimizer       # AdamW
+    sched: object                    # CosineAnnealingWarmRestarts
+    caches: dict                     # "train"/"val" -> GroundCache (memory-mapped)
+    tf: dict                         # "train"/"eval" -> overhead transform
+    ground_enc: nn.Module            # frozen ground encoder (used without the cache)
+    train_shards: list               # training shards (all of them; each rank reads its share)
+    val_shards: list                 # validation shards
+    counts: dict                     # training shard -> samples
+    rank: int = 0                    # this process among `world`
+    world: int = 1                   # number of processes
+    device: str = "cpu"              # where this rank computes
+    step: int = 0                    # steps done
+    pos: tuple = (0, 0)              # data position (epoch, batches fetched) after `step`
+    rng: dict | None = None          # RNG state to restore at `pos` (exact resume)
+    def __getitem__(self, k): return getattr(self, k)   # S["model"] reads like the former dict
+
+def _derive(cfg:TrainConfig, stats:dict, n_train:int) -> TrainConfig:
+    "Return a copy of `cfg` with the values setup computed: overhead mean/std, capped queue size."
+    return dataclasses.replace(cfg, overhead_mean=list(stats["mean"]), overhead_std=list(stats["std"]),
+                               queue_size=max(1, min(cfg.queue_size, n_train // 2)))
+
+def _resume(run:Path, world:int, rank:int, model, loss_fn, opt, sched) -> tuple:
+    "Load the latest complete checkpoint; return (step, pos, rng): exact with the same world size, from the next epoch otherwise."
+    ck = complete_checkpoints(run)[-1]
+    saved = json.loads((ck / "meta.json").read_text())["world_size"]
+    m = load_checkpoint(ck, model, loss_fn, opt, sched, rank if saved == world else 0)
+    if saved == world: return m["step"], (m["epoch"], m["fetched"]), m["rng"]
+    if rank == 0: warnings.warn(f"{ck.name} was written by {saved} ranks, resuming with {world}: step {m['step']} continues on a fresh epoch (not the uninterrupted data order)")
+    return m["step"], (m["epoch"] + 1, 0), None
+
+def setup_run(cfg:TrainConfig, rank:int=0, world:int=1, device:str="cpu") -> TrainState:
+    "Build CLIP, model, loss, caches, transforms, optimizer and schedule (restored when resuming); `cfg` itself is not changed."
+    run = Path(cfg.out)
+    run.mkdir(parents=True, exist_ok=True)
+    train_sh = split_shards(cfg.data, "train")
+    val_sh = split_shards(cfg.data, "val")
     clip = load_clip(cfg.clip, device=device, seed=cfg.seed)
+    counts = shard_counts(train_sh, rank, world)
+    stats = dict(mean=cfg.overhead_mean, std=cfg.overhead_std) if cfg.overhead_mean else overhead_stats_dist(train_sh, rank, world, device)
+    if rank == 0 and not cfg.overhead_mean: write_json(stats, run / "overhead_stats.json")
     cache_dir = cfg.cache_dir or run / "cache"
-    if rank == 0:                                         # rank 0 computes, the others read what it wrote
-        if not cfg.overhead_mean:
-            with _one_process(): write_json(overhead_stats(train_sh), run / "overhead_stats.json")
-        caches = {s: ground_cache(sh, clip, cache_dir, name=s, device=device) for s, sh in (("train", train_sh), ("val", val_sh))}
-        if not (run / "clip").exists(): save_clip(clip, run / "clip")
-    barrier()
-    if rank != 0: caches = {s: ground_cache(sh, clip, cache_dir, name=s) for s, sh in (("train", train_sh), ("val", val_sh))}
-    if not cfg.overhead_mean:
-        st = json.loads((run / "overhead_stats.json").read_text()); cfg.overhead_mean, cfg.overhead_std = st["mean"], st["std"]
-    cfg.queue_size = max(1, min(cfg.queue_size, len(caches["train"]) // 2))
+    caches = {s: ground_cache(sh, clip, cache_dir, name=s, rank=rank, world=world, device=device, num_workers=cfg.num_workers)
+              for s, sh in (("train", train_sh), ("val", val_sh))}   # every rank embeds its own shards
+    if rank == 0 and not (run / "clip").exists(): save_clip(clip, run / "clip")
+    cfg = _derive(cfg, stats, len(caches["train"]))
     seed_everything(cfg.seed)                              # model init independent of what ran before
     model = Sat2Cap.from_clip(clip).to(device).train()
     loss_fn = MemoryBankLoss(clip.embed_dim, cfg.queue_size, tau=cfg.tau).to(device)
     step_mod = TrainStep(model, loss_fn)
-    opt, r = make_optimizer(step_mod, cfg), dict(step=0, pos=(0, 0), rng=None)
+    opt = make_optimizer(step_mod, cfg)
     sched = make_schedule(opt, cfg)
-    cks = complete_checkpoints(run) if cfg.resume else []
-    if cks:
-        m = load_checkpoint(cks[-1], model, loss_fn, opt, sched, rank)
-        r = dict(step=m["step"], pos=(m["epoch"], m["fetched"]), rng=m["rng"])
+    step, pos, rng = (0, (0, 0), None)
+    if cfg.resume and complete_checkpoints(run): step, pos, rng = _resume(run, world, rank, model, loss_fn, opt, sched)
     else: loss_fn.fill(caches["train"].emb, seed=cfg.seed)
     if world > 1: step_mod = nn.parallel.DistributedDataParallel(step_mod, broadcast_buffers=False)
     tf = dict(train=overhead_train_transform(clip.image_size, cfg.overhead_mean, cfg.overhead_std),
               eval=overhead_eval_transform(clip.image_size, cfg.overhead_mean, cfg.overhead_std))
-    return dict(clip=clip, model=model, loss_fn=loss_fn, step_mod=step_mod, opt=opt, sched=sched, caches=caches, tf=tf,
-                ground_enc=GroundEncoder(clip).to(device).eval(), train_shards=train_sh, val_shards=val_sh, **r)
+    return TrainState(cfg=cfg, clip=clip, model=model, loss_fn=loss_fn, step_mod=step_mod, opt=opt, sched=sched, caches=caches,
+                      tf=tf, ground_enc=GroundEncoder(clip).to(device).eval(), train_shards=train_sh, val_shards=val_sh,
+                      counts=counts, rank=rank, world=world, device=device, step=step, pos=pos, rng=rng)
 
 # %% ../nbs/05_train.ipynb #3a4651e2
 def train(cfg:TrainConfig, # all settings
-          callback=None, # called as callback(step, dict(keys, loss, ...)) after every step on every rank
-         ) -> dict:
-    "Train Sat2Cap as configured; return the final state (model, loss_fn, ...)."
-    rank, world, device = setup_dist(cfg.device)
+          callback=None, # called as callback(step, dict(keys, loss, model, loss_fn, rank, world, ...)) after every step on every rank
+         ) -> TrainState:
+    "Train Sat2Cap as configured; return the final state (model, loss_fn, the config used, ...)."
+    rank, world, device = setup_dist(cfg.device, cfg.dist_timeout_min)
     with torch_threads(0 if device.startswith("cuda") else cfg.cpu_threads): return _train(cfg, callback, rank, world, device)
+
+def _ground(S:TrainState, b:dict) -> torch.Tensor:
+    "Return the batch's (B, D) ground embeddings: looked up in the cache, or computed by the frozen encoder."
+    if S.cfg.use_cache: return S.caches["train"].lookup(b["key"]).to(S.device)
+    with torch.no_grad(), autocast(S.device, S.cfg.precision):
+        return S.ground_enc(b["ground"].to(S.device, non_blocking=True)).float()
+
+def _log_step(S:TrainState, loss:float, counts:dict, t0:float, n0:int, pbar):
+    "Append loss, temperature, lr and speed (rank 0) and every rank's decoded and skipped sample counts to metrics.jsonl (all ranks call it)."
+    cfg = S.cfg
+    mine = torch.tensor([[counts["decoded"], counts["skipped"]]], device=S.device)   # (1, 2)
+    every = gather_all(mine).tolist()                     # (world, 2): every rank's counts
+    if S.rank != 0: return
+    sps = (S.step - n0) * cfg.batch_size * S.world / (time.time() - t0)
+    rec = dict(step=S.step, loss=round(loss, 5), tau=round(S.loss_fn.tau, 5), lr=S.sched.get_last_lr()[0], samples_per_s=round(sps, 1))
+    _log(Path(cfg.out), rec)
+    for r, (dec, skipped) in enumerate(every):
+        _log(Path(cfg.out), dict(step=S.step, rank=r, decoded=int(dec), skipped=int(skipped), trained=(S.step - n0) * cfg.batch_size))
+    pbar.set_postfix(loss=rec["loss"], tau=rec["tau"], sps=rec["samples_per_s"])
 
 def _train(cfg, callback, rank, world, device):
     "Run `train`'s loop on this rank (the caller has set the thread count)."
-    cuda = device.startswith("cuda")
-    S = setup_run(cfg, rank, world, device); run, step_mod, opt = Path(cfg.out), S["step_mod"], S["opt"]
+    S = setup_run(cfg, rank, world, device)
+    cfg = S.cfg                                            # the config in use: derived values filled in
+    run = Path(cfg.out)
     if rank == 0: cfg.save(run / "config.json")
-    stream = batch_stream(S["train_shards"], cfg, S["tf"]["train"], not cfg.use_cache, S["clip"].preprocess, rank, world, S["pos"], S["rng"])
-    steps = range(S["step"], cfg.steps)
-    pbar = progress(steps, initial=S["step"], total=cfg.steps, desc="train") if rank == 0 else steps
-    t0, n0 = time.time(), S["step"]
+    keep = S.caches["train"] if cfg.use_cache else None   # samples the cache skipped are skipped (and counted) here too
+    stream = batch_stream(S.train_shards, cfg, S.tf["train"], S.counts, not cfg.use_cache, S.clip.preprocess, keep,
+                          rank, world, S.pos, S.rng, device)
+    steps = range(S.step, cfg.steps)
+    pbar = progress(steps, initial=S.step, total=cfg.steps, desc="train") if rank == 0 else steps
+    t0 = time.time()
+    n0 = S.step
     for step in pbar:
-        pos, b = next(stream)
-        x, meta = b["overhead"].to(device, non_blocking=cuda), [b[k].to(device, non_blocking=cuda) for k in META]
-        with torch.no_grad(), autocast(device, cfg.precision):
-            g = S["caches"]["train"].lookup(b["key"]).to(device) if cfg.use_cache else S["ground_enc"](b["ground"].to(device, non_blocking=cuda)).float()
-        with autocast(device, cfg.precision): loss = step_mod(x, *meta, g, drop_p=cfg.meta_dropout)
-        opt.zero_grad(set_to_none=True); loss.backward(); opt.step(); S["sched"].step()
-        S["loss_fn"].enqueue(g)
-        done = step + 1
-        if rank == 0 and (done % cfg.log_every == 0 or done == cfg.steps):
-            sps = (done - n0) * cfg.batch_size * world / (time.time() - t0)
-            rec = dict(step=done, loss=round(loss.item(), 5), tau=round(S["loss_fn"].tau, 5), lr=S["sched"].get_last_lr()[0], samples_per_s=round(sps, 1))
-            _log(run, rec); pbar.set_postfix(loss=rec["loss"], tau=rec["tau"], sps=rec["samples_per_s"])
-        if rank == 0 and cfg.eval_every and (done % cfg.eval_every == 0 or done == cfg.steps): _log(run, {"step": done, **validate(S, cfg, device)})
-        if done % cfg.ckpt_every == 0 or done == cfg.steps:
-            with preserve_rng(): save_checkpoint(run, done, S["model"], S["loss_fn"], opt, S["sched"], cfg, pos, rank, world)
-        if callback: callback(done, dict(keys=b["key"], loss=loss.item(), rank=rank, world=world, **S))
+        pos, b, counts = next(stream)
+        x = b["overhead"].to(device, non_blocking=True)                  # (B, 3, S, S)
+        meta = [b[k].to(device, non_blocking=True) for k in META]        # 5 x (B,)
+        g = _ground(S, b)                                                 # (B, D)
+        with autocast(device, cfg.precision):
+            loss = S.step_mod(x, *meta, g, drop_p=cfg.meta_dropout)       # ()
+        S.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        S.opt.step()
+        S.sched.step()
+        S.loss_fn.enqueue(g)                                              # every rank's g, in rank order
+        S.step, S.pos = step + 1, pos
+        if S.step % cfg.log_every == 0 or S.step == cfg.steps: _log_step(S, loss.item(), counts, t0, n0, pbar)
+        if rank == 0 and cfg.eval_every and (S.step % cfg.eval_every == 0 or S.step == cfg.steps):
+            _log(run, {"step": S.step, **validate(S, cfg, device)})
+        if S.step % cfg.ckpt_every == 0 or S.step == cfg.steps:
+            with preserve_rng(): save_checkpoint(run, S.step, S.model, S.loss_fn, S.opt, S.sched, cfg, pos, rank, world)
+        if callback: callback(S.step, dict(vars(S), keys=b["key"], loss=loss.item()))
     if dist.is_initialized(): dist.destroy_process_group()
     return S
 
 # %% ../nbs/05_train.ipynb #b254b9f4
-def validate(S:dict, cfg:TrainConfig, device:str) -> dict:
+def validate(S:TrainState, cfg:TrainConfig, device:str) -> dict:
     "Return overhead->ground R@k on the first `eval_samples` validation samples (RNG untouched)."
-    model = S["model"]; model.eval()
+    S.model.eval()
     with preserve_rng():
-        emb = embed_samples(model, S["val_shards"], S["tf"]["eval"], cfg.eval_samples, S["caches"]["val"], device=device, precision=cfg.precision)
-        m = {f"val/{k}": v for k, v in evaluate(model, emb).items()}
-    model.train()
+        emb = embed_samples(S.model, S.val_shards, S.tf["eval"], cfg.eval_samples, S.caches["val"], device=device, precision=cfg.precision)
+        m = {f"val/{k}": v for k, v in evaluate(S.model, emb).items()}
+    S.model.train()
     return m
 
 # %% ../nbs/05_train.ipynb #e6c58d80
@@ -450,14 +558,14 @@ def evaluate_run(run, # a `Run` or a run folder
     run = run if isinstance(run, Run) else load_run(run, device=device)
     shards, enc = split_shards(data, "test"), GroundEncoder(run.clip).to(device)
     emb = embed_samples(run.model, shards, run.overhead_transform, gallery, enc, run.clip.preprocess, device=device)
-    base = embed_samples(_ImageOnly(enc), shards, run.clip.preprocess, gallery, device=device)
-    assert base["key"] == emb["key"]
+    base = embed_samples(_ImageOnly(enc), shards, run.clip.preprocess, gallery, device=device, keep=set(emb["key"]))
+    assert base["key"] == emb["key"]                     # the same samples: those `emb` skipped are not in `keep`
     img, meta = emb["image"].to(device), [emb[k] for k in META]
     views = {"clip_baseline": F.normalize(base["image"], dim=-1),
              "sat2cap_no_meta": run.model.embed(img, use_meta=False).cpu(),
              "sat2cap_meta": run.model.embed(img, *meta).cpu()}
     g = F.normalize(emb["ground"], dim=-1)
-    return {"gallery": len(emb["key"]),
+    return {"gallery": len(emb["key"]), "skipped": emb["skipped"],
             "overhead_to_ground": {k: retrieval_metrics(v, g) for k, v in views.items()},
             "ground_to_overhead": {k: retrieval_metrics(g, v) for k, v in views.items()}}
 
@@ -481,16 +589,15 @@ def data_fingerprint(data, # dataset folder
     files = [(f"{s}/{p.name}", p.stat().st_size) for s in ("train", "val") for p in sorted((Path(data) / s).glob("*.tar"))]
     return hashlib.sha1(json.dumps(files).encode()).hexdigest()[:16]
 
-def count_samples(shards:list, # webdataset .tar shards
-                  stop_at:int|None=None, # stop counting once this many are found
-                 ) -> int:
-    "Count samples with an overhead image in `shards` from the tar headers alone (no decoding)."
+def count_until(shards:list, # webdataset .tar shards
+                stop_at:int, # stop counting once this many are found
+               ) -> int:
+    "Count samples in `shards` from their tar headers (`count_samples`), stopping once `stop_at` are found."
     n = 0
     for s in shards:
-        try:
-            with tarfile.open(s) as tf: n += len({Path(m.name).name.split(".", 1)[0] for m in tf if m.name.endswith(".overhead.jpg")})
+        try: n += count_samples(s)
         except (tarfile.TarError, OSError): continue      # damaged shards are the reader's to report
-        if stop_at and n >= stop_at: break
+        if n >= stop_at: break
     return n
 
 def run_state(out) -> str:
@@ -527,7 +634,7 @@ def _check_batch(cfg:TrainConfig):
     "Refuse a batch larger than the training set (partial batches are dropped, so training would never step)."
     world = int(os.environ.get("WORLD_SIZE", 1))
     need = cfg.batch_size * world
-    have = count_samples(split_shards(cfg.data, "train"), stop_at=need)
+    have = count_until(split_shards(cfg.data, "train"), need)
     if have < need:
         per = f" ({cfg.batch_size} per process x {world} processes)" if world > 1 else ""
         raise Sat2CapError(f"--batch-size {need}{per} is larger than the {have} training samples in {Path(cfg.data) / 'train'}; use --batch-size {max(1, have // world)} or less")

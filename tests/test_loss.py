@@ -75,7 +75,7 @@ def test_cache_roundtrip_and_invalidation(sw):
     clip = load_clip("tiny")
     c1 = ground_cache(shards, clip, sw / "cache", name="val")
     assert len(c1) > 0 and len(set(c1.keys)) == len(c1)
-    c2 = GroundCache.load(next((sw / "cache").glob("val-*.safetensors")))
+    c2 = GroundCache.load(next((sw / "cache").glob("val-*")))
     torch.testing.assert_close(c1.emb, c2.emb); assert c1.keys == c2.keys and c1.fingerprint == c2.fingerprint
     with pytest.raises(Sat2CapError, match="nope"): c2.lookup(["nope"])
     # another ground model -> another fingerprint; touching a shard -> another fingerprint, stale file removed
@@ -96,4 +96,5 @@ def test_cached_loss_equals_recomputed(sw):
     with torch.no_grad(): fresh = GroundEncoder(clip)(b["ground"])
     o = torch.randn(len(b["key"]), clip.embed_dim)
     lf = MemoryBankLoss(clip.embed_dim, queue_size=32); lf.fill(cache.emb)
-    assert abs(lf(o, cache.lookup(b["key"])).item() - lf(o, fresh).item()) < 1e-6
+    assert abs(lf(o, cache.lookup(b["key"])).item() - lf(o, fresh).item()) < 2e-3     # fp16 storage
+    torch.testing.assert_close(cache.lookup(b["key"]), fresh, atol=2e-3 * fresh.abs().max().item(), rtol=0)
