@@ -20,13 +20,16 @@ COMMANDS = {
     "evaluate":      ("sat2cap.train", "evaluate_cli", "overhead<->ground retrieval metrics of a run as JSON"),
     "map":           ("sat2cap.maps", "map_cli", "draw a zero-shot map of a text prompt over a region at a date and time"),
     "score-map":     ("sat2cap.maps", "score_map_cli", "ROC AUC of a prompt's map against SynthWorld's truth, as JSON"),
+    "train-captioner": ("sat2cap.captions", "train_captioner_cli", "train a ClipCap-style captioner on a CLIP's embeddings of SynthWorld ground photos"),
+    "caption-score": ("sat2cap.captions", "caption_score_cli", "agreement of a run's overhead captions with SynthWorld's truth, as JSON"),
     "demo":          ("sat2cap.demo", "demo_cli", "the whole pipeline on SynthWorld: data, CLIP, training, figures, report"),
 }
 
 # %% ../nbs/12_cli.ipynb #bf490f2e
 def _usage() -> str:
     "Return the top-level help text listing every subcommand."
-    rows = [f"  {n:<15} {h}" for n, (_, _, h) in COMMANDS.items()]
+    w = max(map(len, COMMANDS))
+    rows = [f"  {n:<{w}}  {h}" for n, (_, _, h) in COMMANDS.items()]
     return "usage: sat2cap SUBCOMMAND [options]   (sat2cap SUBCOMMAND --help for its options)\n\nsubcommands:\n" + "\n".join(rows)
 
 class _Parser(argparse.ArgumentParser):
