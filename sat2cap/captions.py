@@ -12,7 +12,9 @@ import numpy as np, torch
 import torch.nn as nn
 import torch.nn.functional as F
 from .core import Sat2CapError, seed_everything, atomic_path, write_json, progress, chunks
-from .data import read_samples, strict_reading
+from .core import check_positive, check_nonneg, check_choice, check_out_dir
+from .data import read_samples, strict_reading, split_shards
+from .encoders import check_clip
 
 # %% auto #0
 __all__ = ['PAD', 'EOS', 'UNK', 'PAPER_TIMES', 'KINDS', 'tokenize', 'WordVocab', 'pad_captions', 'CaptionerConfig', 'PrefixLM',
@@ -20,7 +22,7 @@ __all__ = ['PAD', 'EOS', 'UNK', 'PAPER_TIMES', 'KINDS', 'tokenize', 'WordVocab',
            'save_captioner', 'load_captioner', 'when_fields', 'month_frac', 'ground_embeddings', 'ground_caption_pairs',
            'as_clip', 'train_captioner', 'encode_overhead', 'at_time', 'dynamic_captions', 'plot_caption_table',
            'truth_table', 'score_captions', 'caption_heldout', 'caption_at_times', 'agreement', 'embedding_gap',
-           'noise_for', 'GPT2ClipCap', 'GPT2Vocab', 'train_captioner_cli', 'caption_score_cli']
+           'noise_for', 'GPT2ClipCap', 'train_captioner_cli', 'caption_score_cli']
 
 # %% ../nbs/08_captions.ipynb #2b9e468c
 PAD, EOS, UNK = 0, 1, 2
@@ -259,13 +261,19 @@ def save_captioner(cap:Captioner, # the captioner to save
         save_file({k: v.contiguous() for k, v in cap.model.state_dict().items()}, str(tmp))
     return out
 
+def _check_captioner(path, # folder written by `save_captioner`
+                    ) -> Path:
+    "Raise unless `path` holds a saved captioner's three files; return it as a Path."
+    path = Path(path)
+    for f in ("captioner.json", "vocab.json", "captioner.safetensors"):
+        if not (path/f).exists(): raise Sat2CapError(f"no {f} in captioner folder {path}")
+    return path
+
 def load_captioner(path, # folder written by `save_captioner`
                   ) -> Captioner:
     "Load a captioner saved by `save_captioner` (no pickles)."
     from safetensors.torch import load_file
-    path = Path(path)
-    for f in ("captioner.json", "vocab.json", "captioner.safetensors"):
-        if not (path/f).exists(): raise Sat2CapError(f"no {f} in captioner folder {path}")
+    path = _check_captioner(path)
     model = ClipCapDecoder(CaptionerConfig.load(path/"captioner.json"))
     model.load_state_dict(load_file(str(path/"captioner.safetensors")))
     return Captioner(model, WordVocab(json.loads((path/"vocab.json").read_text())))
@@ -585,23 +593,15 @@ class GPT2ClipCap(PrefixLM):
                                                      f"missing {missing[:3]}, unexpected {unexpected[:3]}")
         return self
 
-# %% ../nbs/08_captions.ipynb #fe2d73a5
-class GPT2Vocab:
-    "A Hugging Face tokenizer behind the `WordVocab` interface (encode with the stop id, decode up to it)."
-    def __init__(self, tokenizer, # e.g. `GPT2TokenizerFast.from_pretrained("gpt2")`
-                 eos_id:int|None=None, # id that ends a caption; default the tokenizer's end-of-text
-                ):
-        self.tok, self.eos_id = tokenizer, tokenizer.eos_token_id if eos_id is None else eos_id
-    def __len__(self): return len(self.tok)
-    def encode(self, text:str) -> list[int]: return self.tok.encode(text) + [self.eos_id]
-    def decode(self, ids) -> str:
-        "Return the text up to the stop id (kept when it is not the end-of-text token)."
-        ids = [int(i) for i in ids]
-        if self.eos_id in ids: ids = ids[:ids.index(self.eos_id) + (self.eos_id != self.tok.eos_token_id)]
-        return self.tok.decode(ids).strip()
-
 # %% ../nbs/08_captions.ipynb #5601806a
 from fastcore.script import call_parse, store_true
+
+def _check_data(data, # dataset folder
+                split:str, # the split the command reads
+               ):
+    "Raise unless `data` is a folder with shards in `split`."
+    if not Path(data).is_dir(): raise Sat2CapError(f"dataset folder {str(data)!r} does not exist")
+    split_shards(data, split)
 
 @call_parse
 def train_captioner_cli(data:str, # SynthWorld dataset folder with train/ shards
@@ -615,6 +615,12 @@ def train_captioner_cli(data:str, # SynthWorld dataset folder with train/ shards
                         strict:store_true=False, # stop at the first bad sample or cut-short shard, naming shard and key (default: skip and count)
                        ):
     "Train a ClipCap-style captioner on SynthWorld ground photos' CLIP embeddings."
+    check_positive("--steps", steps)
+    check_positive("--batch-size", batch_size)
+    for k, v in (("--noise", noise), ("--limit", limit), ("--seed", seed)): check_nonneg(k, v)
+    check_clip(clip)
+    check_out_dir(out)
+    _check_data(data, "train")
     with strict_reading(strict): cap = train_captioner(data, clip, out, steps, batch_size, CaptionerConfig(noise=noise), limit=limit or None, seed=seed)
     print(f"captioner ({len(cap.vocab)} words, final loss {np.mean(cap.losses[-50:]):.3f}) -> {out}")
 
@@ -629,8 +635,14 @@ def caption_score_cli(run:str, # Sat2Cap run folder
     "Print JSON: caption agreement with SynthWorld's truth per concept kind and view."
     from sat2cap.train import load_run
     from sat2cap.synthworld import SynthWorld
-    r, world = load_run(run), SynthWorld.from_manifest(data)
+    check_positive("--limit", limit)
+    check_choice("--split", split, ("val", "test"))
+    _check_data(data, split)
+    world = SynthWorld.from_manifest(data)
+    _check_captioner(captioner)
+    r = load_run(run)  # a missing run or one without a complete checkpoint is refused before anything loads
     with strict_reading(strict): res = caption_heldout(r, load_captioner(captioner), data, split, limit)
-    out = dict(samples=len(res["lat"]), agree=agreement(world, res).to_dict(), mentions=agreement(world, res, "mentions").to_dict())
+    agree, mentions = agreement(world, res), agreement(world, res, "mentions")
+    out = dict(samples=len(res["lat"]), agree=json.loads(agree.to_json()), mentions=json.loads(mentions.to_json()))  # NaN -> null
     print(json.dumps(out, indent=1))
     return out

@@ -22,13 +22,16 @@ COMMANDS = {
     "score-map":     ("sat2cap.maps", "score_map_cli", "ROC AUC of a prompt's map against SynthWorld's truth, as JSON"),
     "import-hf":     ("sat2cap.imagery", "import_hf_cli", "build a run folder from released Sat2Cap weights on the Hugging Face Hub"),
     "embed-region":  ("sat2cap.imagery", "embed_region_cli", "embed your own GeoTIFFs or XYZ tiles into a region dataset (GeoParquet parts)"),
+    "train-captioner": ("sat2cap.captions", "train_captioner_cli", "train a ClipCap-style captioner on a CLIP's embeddings of SynthWorld ground photos"),
+    "caption-score": ("sat2cap.captions", "caption_score_cli", "agreement of a run's overhead captions with SynthWorld's truth, as JSON"),
     "demo":          ("sat2cap.demo", "demo_cli", "the whole pipeline on SynthWorld: data, CLIP, training, figures, report"),
 }
 
 # %% ../nbs/12_cli.ipynb #bf490f2e
 def _usage() -> str:
     "Return the top-level help text listing every subcommand."
-    rows = [f"  {n:<15} {h}" for n, (_, _, h) in COMMANDS.items()]
+    w = max(map(len, COMMANDS))
+    rows = [f"  {n:<{w}}  {h}" for n, (_, _, h) in COMMANDS.items()]
     return "usage: sat2cap SUBCOMMAND [options]   (sat2cap SUBCOMMAND --help for its options)\n\nsubcommands:\n" + "\n".join(rows)
 
 class _Parser(argparse.ArgumentParser):

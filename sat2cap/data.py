@@ -448,6 +448,12 @@ class CrossViewDataset(IterableDataset):
 
     def __repr__(self): return f"CrossViewDataset({len(self.urls)} shards, epoch {self.epoch}, {self.skips.report()})"
 
+    def plot(self, sample:dict, # a sample of this dataset
+             **kwargs, # options of the module function `plot`: overhead_stats, ground_stats, path
+            ):
+        "Show `sample`'s images with its location, time and caption (torchgeo's `ds.plot(sample)`)."
+        return plot(sample, **kwargs)  # the module function `plot` defined below
+
 # %% ../nbs/01_data.ipynb #1ccfbd13
 def split_shards(data, # dataset folder with one sub-folder of `.tar` shards per split
                  split:str, # train | val | test | region
@@ -495,8 +501,6 @@ def plot(sample:dict, # a sample from `CrossViewDataset`
     if sample.get("caption"): fig.text(0.5, 0.02, textwrap.fill(sample["caption"], 60), ha="center", fontsize=9)
     if path: fig.savefig(path, dpi=80, bbox_inches="tight")
     return fig
-
-CrossViewDataset.plot = staticmethod(plot)
 
 # %% ../nbs/01_data.ipynb #e6a72c64
 def overhead_train_transform(size:int, # output side in pixels

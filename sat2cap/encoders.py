@@ -363,7 +363,9 @@ def pretrain_clip(data,                  # SynthWorld folder with train/ and val
                   strict:bool|None=None, # raise on a bad pair or cut-short shard instead of skipping it (None: `strict_reading`'s)
                  ) -> dict:
     "Pretrain a CLIP on SynthWorld photo-caption pairs, save it to `out` and return held-out retrieval metrics."
-    config, t0 = {k: str(v) if isinstance(v, Path) else v for k, v in locals().items()}, time.time()
+    t0 = time.time()
+    config = dict(data=str(data), out=str(out), steps=steps, batch_size=batch_size, lr=lr, seed=seed, spec=spec, gallery=gallery,
+                  max_train=max_train, eval_split=eval_split, warmup=warmup, device=device, strict=strict)  # as given, before defaults
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     seed_everything(seed); bundle = load_clip(spec, device, seed)
     tr_im, tr_tok, _ = read_pairs(split_shards(data, "train"), bundle, max_train, strict)

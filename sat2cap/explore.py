@@ -58,6 +58,16 @@ def load_region_entry(run, # loaded run
     return RegionTiles(r, region_thumbs(r))
 
 # %% ../nbs/10_explore.ipynb #039af5ee
+def _draw_tiles(axes, t:RegionTiles, res:dict):
+    "Draw the top-k tiles (or their positions when no images exist) into `axes`."
+    for n, ax in enumerate(axes):
+        ax.set_axis_off()
+        if n >= len(res["top"]): continue
+        i = int(res["top"][n])
+        if t.thumbs is not None: ax.imshow(t.thumbs[i])
+        else: ax.text(0.5, 0.5, "no image", ha="center", va="center", transform=ax.transAxes)
+        ax.set_title(f"#{n + 1}  {res['sims'][i]:.3f}\n{t.region.lat[i]:.2f}, {t.region.lon[i]:.2f}", fontsize=8)
+
 class Explorer:
     "Answer explorer queries: a prompt's map over a region at a date and hour, its top-k tiles and a caption."
     def __init__(self, run, # loaded run (`sat2cap.train.load_run`)
@@ -78,74 +88,58 @@ class Explorer:
         if name not in self._tiles: self._tiles[name] = load_region_entry(self.run, self.regions[name], self.cache_dir)
         return self._tiles[name]
 
-# %% ../nbs/10_explore.ipynb #01d60e05
-@torch.no_grad()
-def _tile_embedding(self:Explorer, r, i:int, when:str, use_meta:bool=True) -> np.ndarray:
-    "Return the (1, D) normalized embedding of tile `i` of region `r` at `when`."
-    from sat2cap.embed import parse_when
-    dev = next(self.run.model.parameters()).device
-    e = torch.from_numpy(r.emb[i:i + 1]).to(dev)  # (1, D)
-    if not use_meta: return self.run.model.embed(e, use_meta=False).cpu().numpy()
-    m = parse_when(when); t = lambda v: torch.tensor([float(v)], device=dev)
-    return self.run.model.embed(e, t(r.lat[i]), t(r.lon[i]), t(m["year"]), t(m["doy"]), t(m["hour"])).cpu().numpy()
+    @torch.no_grad()
+    def _tile_embedding(self, r, i:int, when:str, use_meta:bool=True) -> np.ndarray:
+        "Return the (1, D) normalized embedding of tile `i` of region `r` at `when`."
+        from sat2cap.embed import parse_when
+        dev = next(self.run.model.parameters()).device
+        e = torch.from_numpy(r.emb[i:i + 1]).to(dev)  # (1, D)
+        if not use_meta: return self.run.model.embed(e, use_meta=False).cpu().numpy()
+        m = parse_when(when); t = lambda v: torch.tensor([float(v)], device=dev)
+        return self.run.model.embed(e, t(r.lat[i]), t(r.lon[i]), t(m["year"]), t(m["doy"]), t(m["hour"])).cpu().numpy()
 
-def _caption(self:Explorer, emb) -> tuple[str, str]:
-    "Return (caption, its source) for a (1, D) embedding."
-    if self.captioner is not None: return self.captioner(emb)[0], "captioner"
-    if self.gallery is not None: return self.gallery.caption[topk(emb, self.gallery.emb, 1)[0][0, 0]], "nearest ground photo"
-    return "", "no caption source"
+    def _caption(self, emb) -> tuple[str, str]:
+        "Return (caption, its source) for a (1, D) embedding."
+        if self.captioner is not None: return self.captioner(emb)[0], "captioner"
+        if self.gallery is not None: return self.gallery.caption[topk(emb, self.gallery.emb, 1)[0][0, 0]], "nearest ground photo"
+        return "", "no caption source"
 
-def _query(self:Explorer, prompt:str, # text query
-           date, # datetime.date or "YYYY-MM-DD"
-           hour:int, # hour of day, 0..23
-           region:str, # region name
-           use_meta:bool=True, # False: ignore date, hour and location
-          ) -> dict:
-    "Answer one query: similarities (N,), top-k tile indices, caption of the best tile."
-    from sat2cap.embed import similarity_map
-    when, t = when_of(date, hour), self.tiles(region)
-    sims = similarity_map(t.region, self.run, prompt, when if use_meta else None, use_meta=use_meta)  # (N,)
-    top = np.argsort(-sims, kind="stable")[:self.k]
-    cap, src = _caption(self, _tile_embedding(self, t.region, int(top[0]), when, use_meta))
-    return dict(prompt=prompt, when=when, region=region, use_meta=use_meta, sims=sims, top=top, caption=cap, caption_source=src)
+    def query(self, prompt:str, # text query
+              date, # datetime.date or "YYYY-MM-DD"
+              hour:int, # hour of day, 0..23
+              region:str, # region name
+              use_meta:bool=True, # False: ignore date, hour and location
+             ) -> dict:
+        "Answer one query: similarities (N,), top-k tile indices, caption of the best tile."
+        from sat2cap.embed import similarity_map
+        when, t = when_of(date, hour), self.tiles(region)
+        sims = similarity_map(t.region, self.run, prompt, when if use_meta else None, use_meta=use_meta)  # (N,)
+        top = np.argsort(-sims, kind="stable")[:self.k]
+        cap, src = self._caption(self._tile_embedding(t.region, int(top[0]), when, use_meta))
+        return dict(prompt=prompt, when=when, region=region, use_meta=use_meta, sims=sims, top=top, caption=cap, caption_source=src)
 
-Explorer.query = _query
-
-# %% ../nbs/10_explore.ipynb #9b54ccf9
-def _draw_tiles(axes, t:RegionTiles, res:dict):
-    "Draw the top-k tiles (or their positions when no images exist) into `axes`."
-    for n, ax in enumerate(axes):
-        ax.set_axis_off()
-        if n >= len(res["top"]): continue
-        i = int(res["top"][n])
-        if t.thumbs is not None: ax.imshow(t.thumbs[i])
-        else: ax.text(0.5, 0.5, "no image", ha="center", va="center", transform=ax.transAxes)
-        ax.set_title(f"#{n + 1}  {res['sims'][i]:.3f}\n{t.region.lat[i]:.2f}, {t.region.lon[i]:.2f}", fontsize=8)
-
-def _figure(self:Explorer, res:dict, # a result of `Explorer.query`
-           ):
-    "Draw a query result as the panel's figure: map, top-k tiles, caption; return the figure."
-    import matplotlib.pyplot as plt
-    from sat2cap.maps import plot_map
-    t = self.tiles(res["region"]); r = t.region
-    fig = plt.figure(figsize=(12, 5.4))
-    gs = fig.add_gridspec(2, 4, width_ratios=[1.7, 1.7, 1, 1], left=0.06, right=0.98, top=0.86, bottom=0.16, wspace=0.25, hspace=0.35)
-    ax = fig.add_subplot(gs[:, :2])
-    plot_map(r, res["sims"], ax=ax, basemap=self.basemap if (r.mosaic or self.basemap != "offline") else "none",
-             title=f"{res['region']}: {len(r)} tiles")
-    import matplotlib.patheffects as pe
-    from matplotlib.ticker import MaxNLocator
-    ax.xaxis.set_major_locator(MaxNLocator(5))
-    for n, i in enumerate(res["top"]):
-        ax.annotate(str(n + 1), (r.lon[i], r.lat[i]), color="white", fontsize=11, fontweight="bold", ha="center", va="center",
-                    path_effects=[pe.withStroke(linewidth=2.5, foreground="black")])
-    _draw_tiles([fig.add_subplot(gs[j // 2, 2 + j % 2]) for j in range(4)], t, res)
-    meta = f"at {res['when']}" if res["use_meta"] else "(no date/time: dynamic encoder off)"
-    fig.suptitle(f"{res['prompt']!r} {meta}", fontsize=12)
-    fig.text(0.5, 0.015, f"caption ({res['caption_source']}): {res['caption'] or '-'}", ha="center", fontsize=11, style="italic")
-    return fig
-
-Explorer.figure = _figure
+    def figure(self, res:dict, # a result of `Explorer.query`
+              ):
+        "Draw a query result as the panel's figure: map, top-k tiles, caption; return the figure."
+        import matplotlib.pyplot as plt
+        from sat2cap.maps import plot_map
+        t = self.tiles(res["region"]); r = t.region
+        fig = plt.figure(figsize=(12, 5.4))
+        gs = fig.add_gridspec(2, 4, width_ratios=[1.7, 1.7, 1, 1], left=0.06, right=0.98, top=0.86, bottom=0.16, wspace=0.25, hspace=0.35)
+        ax = fig.add_subplot(gs[:, :2])
+        plot_map(r, res["sims"], ax=ax, basemap=self.basemap if (r.mosaic or self.basemap != "offline") else "none",
+                 title=f"{res['region']}: {len(r)} tiles")
+        import matplotlib.patheffects as pe
+        from matplotlib.ticker import MaxNLocator
+        ax.xaxis.set_major_locator(MaxNLocator(5))
+        for n, i in enumerate(res["top"]):
+            ax.annotate(str(n + 1), (r.lon[i], r.lat[i]), color="white", fontsize=11, fontweight="bold", ha="center", va="center",
+                        path_effects=[pe.withStroke(linewidth=2.5, foreground="black")])
+        _draw_tiles([fig.add_subplot(gs[j // 2, 2 + j % 2]) for j in range(4)], t, res)
+        meta = f"at {res['when']}" if res["use_meta"] else "(no date/time: dynamic encoder off)"
+        fig.suptitle(f"{res['prompt']!r} {meta}", fontsize=12)
+        fig.text(0.5, 0.015, f"caption ({res['caption_source']}): {res['caption'] or '-'}", ha="center", fontsize=11, style="italic")
+        return fig
 
 # %% ../nbs/10_explore.ipynb #ef390813
 def render_static(explorer:Explorer, # the explorer
@@ -180,27 +174,25 @@ class ExplorerPanel:
         self.widget = W.VBox([W.HBox([self.prompt, self.region]), W.HBox([self.date, self.hour, self.meta]), self.status, self.out])
         self.update()
 
+    def update(self, change=None):
+        "Re-run the query for the current control values and redraw the figure."
+        import matplotlib.pyplot as plt
+        from IPython.display import display
+        self.updates += 1
+        try: res = self.explorer.query(self.prompt.value, self.date.value, self.hour.value, self.region.value, self.meta.value)
+        except Sat2CapError as e:
+            self.error = str(e); self.status.value = f"<span style='color:#b00'>{self.error}</span>"; return
+        self.error, self.status.value = "", f"best tile {res['sims'][res['top'][0]]:.3f}; caption: <i>{res['caption']}</i>"
+        self.result, self.figure = res, self.explorer.figure(res)
+        self.out.clear_output(wait=True)
+        with self.out: display(self.figure)
+        plt.close(self.figure)   # shown in the output area only; the Figure object stays usable
+
     def _ipython_display_(self):
         from IPython.display import display
         display(self.widget)
 
 # %% ../nbs/10_explore.ipynb #5d634b4f
-def _update(self:ExplorerPanel, change=None):
-    "Re-run the query for the current control values and redraw the figure."
-    import matplotlib.pyplot as plt
-    from IPython.display import display
-    self.updates += 1
-    try: res = self.explorer.query(self.prompt.value, self.date.value, self.hour.value, self.region.value, self.meta.value)
-    except Sat2CapError as e:
-        self.error = str(e); self.status.value = f"<span style='color:#b00'>{self.error}</span>"; return
-    self.error, self.status.value = "", f"best tile {res['sims'][res['top'][0]]:.3f}; caption: <i>{res['caption']}</i>"
-    self.result, self.figure = res, self.explorer.figure(res)
-    self.out.clear_output(wait=True)
-    with self.out: display(self.figure)
-    plt.close(self.figure)   # shown in the output area only; the Figure object stays usable
-
-ExplorerPanel.update = _update
-
 def explore(run, # loaded run
             regions:dict|None=None, # name -> region; default REGIONS
             gallery:Gallery|None=None, # ground photos for nearest-photo captions

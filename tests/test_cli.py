@@ -28,7 +28,7 @@ _re_cmd = re.compile(r'(?:^[ \t]*|(?<=`)|(?<=\$ )|(?<=\()|(?<=; )|(?<=&& ))sat2c
                      r'(?=[ \t]*(?:$|[`#\-\["\'A-Z.$);&|]))', re.M)
 PENDING = {'import-hf', 'embed-region'}     # being added on another branch (issue 10); pass once merged too
 # named in the docs without being registered: fix the notebook (register or delete), then remove it here
-NOT_YET = {'train-captioner': 'nbs/08_captions.ipynb', 'caption-score': 'nbs/08_captions.ipynb'}
+NOT_YET = {}
 
 def _doc_texts() -> dict:
     "Return {file: text} for README.md, every notebook's sources and, if built, every page of _docs/."

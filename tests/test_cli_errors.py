@@ -1,7 +1,8 @@
 """User mistakes at the command line: one clear line on stderr naming what is wrong, exit status 2, no traceback,
 and never a hang.
 
-`TABLE` lists, for every subcommand of this lane (synthworld, pretrain-clip, train, evaluate, demo), invalid
+`TABLE` lists, for every subcommand of this lane (synthworld, pretrain-clip, train, evaluate, demo) and the
+captioning pair (train-captioner, caption-score), invalid
 option values with the words the error line must contain. They run in one driver subprocess (`DRIVER`) that
 imports the package once and forks one child per case, so each case is its own process with its own exit status
 and stderr, killed after `CASE_TIMEOUT` seconds (a hang fails the case), at the cost of one import in all.
@@ -44,7 +45,7 @@ assert_usage_error = assert_user_error          # argparse's mistakes are one li
 
 # ---------- the table: every invalid value of every option, one forked process each ----------
 
-TABLE = [  # (subcommand, arguments with {world} {run} {tmp} {file} {bad_ckpt}, words the error line must name)
+TABLE = [  # (subcommand, arguments with {world} {run} {tmp} {file} {bad_ckpt} {empty} {cap}, words the error line must name)
     ("synthworld", "{tmp}/o --n-samples 0", ["--n-samples", "n_samples", "positive"]),
     ("synthworld", "{tmp}/o --n-samples -5", ["n_samples", "positive"]),
     ("synthworld", "{tmp}/o --region-step 0", ["region_step", "positive"]),
@@ -107,6 +108,28 @@ TABLE = [  # (subcommand, arguments with {world} {run} {tmp} {file} {bad_ckpt}, 
     ("evaluate", "{tmp} {world}", ["no complete checkpoint"]),
     ("demo", "--out {file}", ["not a folder"]),
     ("demo", "--out /proc/sat2cap-demo", ["not writable"]),
+    ("train-captioner", "{world} --out {tmp}/k --steps 0", ["--steps must be positive"]),
+    ("train-captioner", "{world} --out {tmp}/k --batch-size 0", ["--batch-size must be positive"]),
+    ("train-captioner", "{world} --out {tmp}/k --noise -1", ["--noise must be 0 or more"]),
+    ("train-captioner", "{world} --out {tmp}/k --noise nan", ["--noise must be 0 or more, got nan"]),
+    ("train-captioner", "{world} --out {tmp}/k --limit -1", ["--limit must be 0 or more"]),
+    ("train-captioner", "{world} --out {tmp}/k --seed -1", ["--seed"]),
+    ("train-captioner", "{world} --out {tmp}/k --clip no-such-model", ["no-such-model"]),
+    ("train-captioner", "{world} --out {tmp}/k --clip ViT-B-32:{bad_ckpt}", ["not a PyTorch checkpoint"]),
+    ("train-captioner", "{world} --out {file}", ["not a folder"]),
+    ("train-captioner", "{world} --out /proc/sat2cap-captioner", ["not writable"]),
+    ("train-captioner", "/nonexistent --out {tmp}/k", ["/nonexistent"]),
+    ("train-captioner", "{empty} --out {tmp}/k", ["shard", "train"]),
+    ("train-captioner", "{world} --out {tmp}/k --steps 1.5", ["invalid int", "1.5"]),
+    ("train-captioner", "", ["required", "data"]),
+    ("caption-score", "{run} {cap} {world} --limit 0", ["--limit must be positive"]),
+    ("caption-score", "{run} {cap} {world} --split train", ["--split 'train'", "val, test"]),
+    ("caption-score", "{run} {cap} /nonexistent", ["/nonexistent"]),
+    ("caption-score", "{run} {cap} {empty}", ["shard", "test"]),
+    ("caption-score", "{run} {tmp}/no-captioner {world}", ["no captioner.json"]),
+    ("caption-score", "/nonexistent-run {cap} {world}", ["/nonexistent-run"]),
+    ("caption-score", "{tmp} {cap} {world}", ["no complete checkpoint"]),
+    ("caption-score", "{run} {cap}", ["required", "data"]),
 ]
 if not torch.cuda.is_available():               # --device cuda on a machine without CUDA
     TABLE += [(sub, f"{pre} --device cuda", ["CUDA is not available"]) for sub, pre in
@@ -115,7 +138,7 @@ if not torch.cuda.is_available():               # --device cuda on a machine wit
 DRIVER = textwrap.dedent('''
     import json, os, sys, time, tempfile
     import sat2cap.cli as cli
-    for name in ("synthworld", "pretrain-clip", "train", "evaluate", "demo"): cli._command(name)   # import once, before forking
+    for name in ("synthworld", "pretrain-clip", "train", "evaluate", "demo", "train-captioner"): cli._command(name)   # import once, before forking
     cases, limit, res = json.loads(sys.argv[1]), float(sys.argv[2]), []
     for argv in cases:
         err, t0 = tempfile.TemporaryFile(), time.time()
@@ -146,8 +169,11 @@ def table(tiny_world, tiny_run, tmp_path_factory):
     (tmp / "taken.txt").write_text("x")
     (tmp / "bad.pt").write_text("not a checkpoint")
     (tmp / "empty" / "train").mkdir(parents=True)
+    (tmp / "cap").mkdir()                                          # a captioner folder in form only: its checks come first
+    for f in ("captioner.json", "vocab.json", "captioner.safetensors"): (tmp / "cap" / f).write_text("")
     run_copy = shutil.copytree(tiny_run, tmp / "run")            # `train` into it must be refused, leaving it as it was
-    fill = dict(world=tiny_world, run=run_copy, tmp=tmp, file=tmp / "taken.txt", bad_ckpt=tmp / "bad.pt", empty=tmp / "empty")
+    fill = dict(world=tiny_world, run=run_copy, tmp=tmp, file=tmp / "taken.txt", bad_ckpt=tmp / "bad.pt", empty=tmp / "empty",
+                cap=tmp / "cap")
     argvs = [[sub, *args.format(**fill).split()] for sub, args, _ in TABLE]
     r = subprocess.run([sys.executable, "-c", DRIVER, json.dumps(argvs), str(CASE_TIMEOUT)], capture_output=True, text=True,
                        timeout=CASE_TIMEOUT * 3 + 5 * len(argvs), env={**os.environ, "SAT2CAP_NO_PROGRESS": "1"})
@@ -243,10 +269,25 @@ def test_map_writes_png(tiny_run_copy, tmp_path, capfd):
     assert r.returncode == 0, r.stderr[-2000:]
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and str(out) in r.stdout
 
+def test_train_captioner_then_caption_score(tiny_run, tiny_world, tmp_path, capfd):
+    "train-captioner on the run's CLIP, then caption-score of it: JSON agreement per view over exactly the samples asked for."
+    cap = tmp_path / "cap"
+    r = call(capfd, "train-captioner", tiny_world, "--out", cap, "--clip", tiny_run, "--steps", "2", "--batch-size", "8", "--limit", "16")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert str(cap) in r.stdout and json.loads((cap / "train.json").read_text())["pairs"] == 16
+    r = call(capfd, "caption-score", tiny_run, cap, tiny_world, "--limit", "6")
+    assert r.returncode == 0, r.stderr[-2000:]
+    res = json.loads(r.stdout, parse_constant=lambda c: pytest.fail(f"{c} in the JSON"))  # a kind no caption names is null
+    assert res["samples"] == 6 and set(res["agree"]) == set(res["mentions"]), res
+    assert {"reference", "Sat2Cap + date/time", "Sat2Cap, no date/time", "CLIP on overhead"} <= set(res["agree"])
+    others = [v["all"] for k, v in res["agree"].items() if k != "reference" and v["all"] is not None]
+    assert others and res["agree"]["reference"]["all"] > max(others), res   # SynthWorld's own captions beat a 2-step captioner
+
 
 # ---------- option spelling ----------
 
-@pytest.mark.parametrize("sub", ["synthworld", "pretrain-clip", "train", "evaluate", "demo", "map", "score-map"])
+@pytest.mark.parametrize("sub", ["synthworld", "pretrain-clip", "train", "evaluate", "demo", "map", "score-map",
+                                 "train-captioner", "caption-score"])
 def test_help_spells_options_with_dashes(capfd, sub):
     "`--help` shows `--batch-size` as the README writes it, never fastcore's `--batch_size`."
     r = call(capfd, sub, "--help")
