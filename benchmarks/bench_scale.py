@@ -107,7 +107,7 @@ train(TrainConfig(**json.loads(sys.argv[1])))
 def bench_share(a):
     from sat2cap.synthworld import write_synthworld
     from sat2cap.data import count_samples
-    from sat2cap.train import _shards
+    from sat2cap.data import split_shards as _shards
     out = {"_up0": uptime()}
     tmp = Path(tempfile.mkdtemp(dir=a.tmp))
     try:
@@ -138,7 +138,7 @@ def bench_loader(a):
     import webdataset as wds
     from sat2cap.synthworld import write_synthworld
     from sat2cap.data import make_loader, overhead_train_transform
-    from sat2cap.train import _shards
+    from sat2cap.data import split_shards as _shards
     torch.set_num_threads(1)
     out = {"_up0": uptime(), "image_size": 224, "process": "one process, one torch thread (per core)"}
     tmp = Path(tempfile.mkdtemp(dir=a.tmp))

@@ -85,7 +85,8 @@ def synthetic(a, device):
 def pipeline(a, device, tmp):
     "Run the real training loop (loader workers, cache) on a SynthWorld in >= 32 training shards."
     from sat2cap.synthworld import write_synthworld
-    from sat2cap.train import TrainConfig, train, _shards
+    from sat2cap.train import TrainConfig, train
+    from sat2cap.data import split_shards as _shards
     t0 = time.perf_counter()
     write_synthworld(tmp / "sw", n_samples=a.n_samples, seed=0, image_size=a.data_size, region_step=5.0, workers=a.workers,
                      shard_size=a.shard_size)
