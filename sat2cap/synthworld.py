@@ -400,12 +400,12 @@ ACTIVITY_VARIANTS = {  # activity: caption phrasings (the first is `ACTIVITY_PHR
     "camping": ["a tent at a campsite", "camping in a tent", "our campsite", "campfire by the tent"],
     "scenery": [""]}
 ACTIVITY_TAGS = {  # activity: single-word tags
-    "driving": "car cars driving roadtrip road", "horses": "horse horses horseback rider riders equestrian",
-    "hiking": "hike hiking hiker hikers backpacking trek", "running": "run running runner runners jogging jog marathon",
-    "soccer": "soccer football", "basketball": "basketball hoops", "sandplay": "kids children sandcastle",
-    "street": "street traffic crowd crowded", "sailing": "sailboat sailing boat boats yacht", "beachwalk": "stroll strolling",
-    "skiing": "ski skiing skier skiers slope slopes", "farming": "tractor harvest farming farmer",
-    "camping": "tent campsite camping campfire camp", "scenery": ""}
+    "driving": "car cars driving drive roadtrip road", "horses": "horse horses horseback rider riders equestrian",
+    "hiking": "hike hiking hiker hikers backpacking trek", "running": "run running runner runners jogging jog jogger joggers marathon",
+    "soccer": "soccer football", "basketball": "basketball hoops", "sandplay": "kids children sandcastle sandcastles",
+    "street": "street streets traffic crowd crowds crowded", "sailing": "sailboat sailboats sailing boat boats yacht", "beachwalk": "stroll strolling",
+    "skiing": "ski skiing skier skiers slope slopes", "farming": "tractor harvest harvesting farming farmer",
+    "camping": "tent tents campsite camping campfire camp", "scenery": ""}
 PLACE_VARIANTS = {  # land cover: caption phrasings (the first is `PLACE_PHRASES`)
     "water": ["on the sea", "on the ocean", "on the lake", "out on the water"],
     "beach": ["on the beach", "at the beach", "on the coast", "by the shore"],

@@ -175,3 +175,17 @@ def test_spatial_splits_keep_held_out_photos_away_from_training_photos(small):
         deg = np.sqrt(((held[:, None] - p["train"][None]) ** 2).sum(-1)).min(1)     # the plain-degree distance of the issue
         assert deg.min() >= world.config.tile_deg
     assert 0.05 < len(big["test"]) / sum(map(len, big.values())) < 0.2              # splits stay near their target shares
+
+
+def test_paraphrase_benchmark_wording_never_appears_in_a_caption():
+    "The held-out paraphrases name concepts the truth parser knows, in wordings no caption of a 12,000-pair world contains."
+    from sat2cap.maps import PARAPHRASES, concepts_of
+    from sat2cap.synthworld import _photo_records
+    norm = lambda s: " " + " ".join(re.findall(r"[a-z]+", s.lower())) + " "
+    _, photos = _photo_records(SynthWorld(0), 12000)
+    caps = [norm(c) for c in photos["caption"]]
+    assert len(set(caps)) > 3000                                       # captions are varied
+    assert len(PARAPHRASES) >= 30
+    for prompt, when in PARAPHRASES:
+        assert concepts_of(prompt) and re.fullmatch(r"2012-\d\d-\d\d \d\d:\d\d", when)
+        assert not any(norm(prompt) in c for c in caps), prompt
