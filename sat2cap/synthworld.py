@@ -21,7 +21,8 @@ __all__ = ['VERSION', 'LANDCOVER', 'ACTIVITIES', 'PHASES', 'SEASONS', 'ACTIVITY_
            'value_noise', 'fractal_noise', 'load_cities', 'WorldConfig', 'SynthWorld', 'temperature', 'make_caption',
            'caption_vocabulary', 'caption_phrases', 'prompt_concepts', 'vocabulary_table', 'concept_truth',
            'render_overhead', 'render_ground', 'region_grid', 'region_truth', 'write_region', 'write_synthworld',
-           'pick_triplets', 'plot_triplets', 'region_frame', 'plot_landcover_map', 'synthworld_cli']
+           'retrieval_ceiling', 'ceiling_report', 'pick_triplets', 'plot_triplets', 'region_frame',
+           'plot_landcover_map', 'synthworld_cli']
 
 # %% ../nbs/00_synthworld.ipynb #7c84a7ee
 VERSION = "1"
@@ -1223,6 +1224,69 @@ def write_synthworld(out, # output folder (created; a previous SynthWorld there 
                keys=["groundlevel.jpg", "overhead.jpg", "metadata.json", "caption.txt", "truth.json"])
     write_json(man, out / "manifest.json")
     return man
+
+# %% ../nbs/00_synthworld.ipynb #ceil0cd1
+def _photo_time_grid(sub:int=2) -> tuple:
+    "Return (month, hour, weight) arrays of `_dates`'s photo-time distribution on a grid (mid-month, `sub` steps per hour)."
+    pm = 1 + 0.35 * np.cos(2 * np.pi * (np.arange(1, 13) - 7) / 12); pm /= pm.sum()
+    cdf = lambda x: 0.5 * (1 + math.erf((x - 13.5) / (3.5 * math.sqrt(2))))
+    edges = [0.0 if h == 6 else cdf(h) for h in range(6, 22)] + [1.0]
+    ph = np.full(24, 0.32 / 24); ph[6:22] += 0.68 * np.diff(edges)                     # int hour: clipped normal or uniform
+    m, h, s = np.meshgrid(np.arange(1, 13), np.arange(24), (np.arange(sub) + 0.5) / sub, indexing="ij")
+    w = pm[m - 1] * ph[h] / sub
+    return frac_month(m.ravel(), 15), (h + s).ravel().astype(float), w.ravel()
+
+def _snow_level(snow) -> np.ndarray:
+    "Return the snow fraction's quarter 0..3 (the ground photos show snow cover in proportion)."
+    return np.minimum((np.asarray(snow) * 4).astype(int), 3)
+
+def _truth_likelihood(world:SynthWorld, lat, lon, cover, month, hour, truth) -> np.ndarray:
+    "Return (N, U) P(photo truth u | tile n, time n): place, activity, phase, season and snow level (quarters) of each truth row u."
+    place, act, phase, seas, snowy = truth.T                                           # (U,) each
+    pa = world.place_activity_probs(lat, lon, month, hour, cover)                      # (N, C, A)
+    sn = _snow_level(world.snow(lat, lon, month, cover) / np.maximum(1 - cover[:, 0], 1e-6))  # (N,)
+    ok = (day_phase(hour, month, lat)[:, None] == phase) & (season(month)[:, None] == seas) & (sn[:, None] == snowy)
+    return cover[:, place] * pa[:, place, act] * ok
+
+def _ranks_of_truth(S:np.ndarray, ks) -> dict:
+    "Return R@k and median rank of the diagonal of score matrix S (N, N), ties broken at random (expected values)."
+    own = np.diag(S)[:, None]
+    gt = (S > own * (1 + 1e-9)).sum(1); eq = (np.abs(S - own) <= 1e-9 * np.abs(own)).sum(1)
+    out = {f"R@{k}": round(float(np.clip((k - gt) / eq, 0, 1).mean()), 4) for k in ks}
+    return out | {"median_rank": float(np.median(gt + (eq + 1) / 2))}
+
+def retrieval_ceiling(data, # SynthWorld dataset folder (reads truth/photos.parquet and truth/tiles.parquet)
+                      keys:list, # the N held-out photo keys forming queries (their tiles) and gallery (their photos)
+                      ks=(1, 5, 10), # recall cut-offs
+                     ) -> dict:
+    "Return the Bayes ceiling of overhead->ground R@k and median rank, with and without the query's date and time."
+    import pandas as pd
+    world = SynthWorld.from_manifest(data)
+    ph = pd.read_parquet(Path(data) / "truth/photos.parquet").set_index("key").loc[list(keys)]
+    tiles = pd.read_parquet(Path(data) / "truth/tiles.parquet").set_index("tile_id").loc[ph.tile_id]
+    lat, lon, cover = tiles.lat.to_numpy(float), tiles.lon.to_numpy(float), tiles[LANDCOVER].to_numpy(float)
+    truth = np.stack([ph.place.map(LANDCOVER.index), ph.activity.map(ACTIVITIES.index), ph.phase.map(PHASES.index),
+                      ph.season.map(SEASONS.index), _snow_level(ph.snow.to_numpy())], 1).astype(int)   # (N, 5)
+    u, inv = np.unique(truth, axis=0, return_inverse=True); inv = inv.ravel()
+    L = _truth_likelihood(world, lat, lon, cover, frac_month(ph.month.to_numpy(), ph.day.to_numpy()),
+                          ph.hour.to_numpy() + ph.minute.to_numpy() / 60, u)               # (N, U) at each query's own time
+    L0 = np.zeros_like(L)
+    for m, h, w in zip(*_photo_time_grid()): L0 += w * _truth_likelihood(world, lat, lon, cover, np.full(len(lat), m), np.full(len(lat), h), u)
+    ratio = lambda L: (L / np.maximum(L.mean(0, keepdims=True), 1e-300))[:, inv]      # likelihood ratio vs the photo's prior
+    return {"gallery": len(keys), "with_meta": _ranks_of_truth(ratio(L), ks), "no_meta": _ranks_of_truth(ratio(L0), ks)}
+
+def ceiling_report(data, # dataset folder; None is returned unless it is a SynthWorld with truth tables
+                   keys:list, # held-out photo keys (queries = gallery)
+                   o2g:dict, # {model: R@k metrics} of overhead->ground retrieval on the same keys
+                   ks=(1, 5, 10), # recall cut-offs
+                  ) -> dict|None:
+    "Return the retrieval ceiling and each model's fraction of it (R@k / ceiling R@k; with date/time for sat2cap_meta)."
+    if not (Path(data) / "truth/photos.parquet").exists() or not (Path(data) / "manifest.json").exists(): return None
+    c = retrieval_ceiling(data, keys, ks)
+    frac = {m: {f"R@{k}": round(v[f"R@{k}"] / max(c["with_meta" if m == "sat2cap_meta" else "no_meta"][f"R@{k}"], 1e-9), 3) for k in ks}
+            for m, v in o2g.items()}
+    return c | {"fraction_of_ceiling": frac}
+
 
 # %% ../nbs/00_synthworld.ipynb #9824e37f
 CLASS_COLORS = dict(water="#2a5d9f", beach="#e8d49a", downtown="#5a5a64", residential="#d08a6a", stadium="#e0409a",
