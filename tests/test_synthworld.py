@@ -189,3 +189,17 @@ def test_paraphrase_benchmark_wording_never_appears_in_a_caption():
     for prompt, when in PARAPHRASES:
         assert concepts_of(prompt) and re.fullmatch(r"2012-\d\d-\d\d \d\d:\d\d", when)
         assert not any(norm(prompt) in c for c in caps), prompt
+
+
+def test_retrieval_ceiling_ties_and_ordering(small):
+    "Ties count at their expected rank; the ceiling beats chance and knowing the date and time never hurts it."
+    import pandas as pd
+    from sat2cap.synthworld import _ranks_of_truth, retrieval_ceiling
+    S = np.array([[3., 1, 1], [2, 2, 0], [0, 5, 1]])       # ranks of the own photo: 1, 1 or 2 (tie), 2
+    assert _ranks_of_truth(S, (1, 2)) == {"R@1": round(1.5 / 3, 4), "R@2": 1.0, "median_rank": 1.5}
+    d, _ = small
+    keys = pd.read_parquet(d / "a/truth/photos.parquet").key.tolist()          # all 150 photos
+    c = retrieval_ceiling(d / "a", keys)
+    assert c["gallery"] == 150
+    assert c["with_meta"]["R@10"] >= c["no_meta"]["R@10"] > 3 * 10 / 150
+    assert c["with_meta"]["median_rank"] <= c["no_meta"]["median_rank"]
