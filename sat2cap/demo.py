@@ -28,7 +28,8 @@ class DemoConfig:
     gallery: int = 1000         # held-out retrieval gallery size
     caption_steps: int = 1500   # caption decoder training steps
 
-QUICK = dict(n_samples=1500, region_step=2.0, clip_steps=60, train_steps=60, batch_size=32, gallery=200, caption_steps=100)
+QUICK = dict(n_samples=1500, region_step=2.0, clip_steps=150, train_steps=300, batch_size=32, gallery=200,
+             caption_steps=100)   # enough steps for the tiny CLIP to learn words and the dynamic encoder night from day
 
 # %% ../nbs/11_demo.ipynb #d8653d4b
 def stage_hash(settings:dict, # the stage's settings, including upstream stage folders
