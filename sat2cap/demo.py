@@ -29,7 +29,8 @@ class DemoConfig:
     gallery: int = 1000         # held-out retrieval gallery size
     caption_steps: int = 1500   # caption decoder training steps
 
-QUICK = dict(n_samples=1500, region_step=2.0, clip_steps=60, train_steps=60, batch_size=32, gallery=200, caption_steps=100)
+QUICK = dict(n_samples=1500, region_step=2.0, clip_steps=150, train_steps=300, batch_size=32, gallery=200,
+             caption_steps=100)   # enough steps for the tiny CLIP to learn words and the dynamic encoder night from day
 
 # %% ../nbs/11_demo.ipynb #d8653d4b
 def stage_hash(settings:dict, # the stage's settings, including upstream stage folders
@@ -98,11 +99,13 @@ def map_figures(d:Path, run, world) -> dict:
     from sat2cap import maps
     conus = maps.region_for(run, "conus", cache_dir=d / "regions")
     aucs = [maps.score_prompt(conus, run, world, p) for p in progress(PAPER_PROMPTS, desc="map AUC")]
+    para = maps.paraphrase_scores(conus, run, world)
     maps.country_map(conus, run, "people riding horses", world=world, path=d / "fig5_country_horses.png")
     maps.dynamic_maps(conus, run, "people skiing down a snowy slope", path=d / "fig3_dynamic_skiing.png")
     box = maps.localize_region(run, world, 40.71, -74.0, cache_dir=d / "regions")      # New York
     _, info = maps.localize_figure(box, run, "ongoing soccer match", world=world, path=d / "fig6_localize_soccer.png")
-    return {"map_auc": [{k: a[k] for k in ("prompt", "when", "auc", "no_meta_auc")} for a in aucs],
+    keep = lambda rows: [{k: a[k] for k in ("prompt", "when", "auc", "no_meta_auc", "positives")} for a in rows]
+    return {"map_auc": keep(aucs), "paraphrase_auc": keep(para),
             "localize": {k: v for k, v in info.items() if isinstance(v, (int, float, str))}}
 
 # %% ../nbs/11_demo.ipynb #e2f83422
@@ -113,7 +116,8 @@ def retrieval_figures(d:Path, run, world, data:Path, n:int) -> dict:
     night = R.night_scores(run, g, q)
     R.day_night_figure(run, g, q, 0, path=d / "fig1_day_night.png")
     R.overhead_to_ground_figure(run, g, q, [0, 1, 2], path=d / "fig8_overhead_to_ground.png")
-    tiles = R.load_region_tiles(run, data, d / "region_embeddings.parquet")
+    step = world.config.tile_deg                                            # Fig. 4 searches the held-out test tiles
+    tiles = R.load_region_tiles(run, Path(data) / "test", d / "test_tile_embeddings.parquet", size=(step, step))
     text = R.text_scores(run, tiles, world)
     R.text_to_overhead_figure(run, tiles, path=d / "fig4_text_to_overhead.png", landcover=world.landcover(tiles.region.lat, tiles.region.lon))
     return {"night_share": night, "text_to_overhead": json.loads(text.reset_index().to_json(orient="records"))}
@@ -121,14 +125,18 @@ def retrieval_figures(d:Path, run, world, data:Path, n:int) -> dict:
 def caption_figures(d:Path, run, world, data:Path, steps:int) -> dict:
     "Train the caption decoder in the run's CLIP space, draw the dynamic-caption table and score captions."
     from sat2cap import captions as C
+    from sat2cap.synthworld import prompt_concepts
     cap = C.train_captioner(data, run.clip, d / "captioner", steps=steps)
     res = C.caption_at_times(run, cap, data, limit=100)
     table = C.agreement(world, res)
-    t = max(C.read_samples(data, "test", with_ground=False), key=lambda s: s["truth"]["landcover"]["beach"])   # the most coastal tile
+    t = max(C.read_samples(data, "test", with_ground=False), key=lambda s: s["truth"]["landcover"]["beach"])   # the most beach of any test tile
     if t["truth"]["landcover"]["beach"] == 0: raise Sat2CapError(f"no beach tile in the test split of {data}: use more --n-samples")
     rows = C.dynamic_captions(run, cap, t["overhead"], t["lat"], t["lon"], world=world)
     C.plot_caption_table(t["overhead"], rows, path=d / "fig2_dynamic_captions.png")
-    return {"caption_agreement": json.loads(table.to_json())}
+    coast = {("landcover", "beach"), ("landcover", "water"), ("activity", "sailing"), ("activity", "beachwalk"), ("activity", "sandplay")}
+    fig2 = [{"embedding": k, "caption": c, "names the coast": bool(coast & set(prompt_concepts(c)))} for k, c in rows]
+    return {"caption_agreement": json.loads(table.to_json()), "fig2_captions": fig2,
+            "fig2_tile": {"lat": t["lat"], "lon": t["lon"], "beach": t["truth"]["landcover"]["beach"], "water": t["truth"]["landcover"]["water"]}}
 
 # %% ../nbs/11_demo.ipynb #721d2c0d
 def figures_stage(out, cfg:DemoConfig, world:Path, run:Path) -> tuple:
@@ -164,6 +172,19 @@ def score_rows(ev:dict) -> list:
     return [{"direction": dname, "model": m, **v} for dname in ("overhead_to_ground", "ground_to_overhead")
             for m, v in ev[dname].items()]
 
+def _mean_row(rows:list, cols:list) -> dict:
+    "Return a 'mean' row over the rows' numeric values of `cols` (None values left out)."
+    m = lambda c: [r[c] for r in rows if isinstance(r.get(c), (int, float)) and r.get(c) is not None]
+    return {"prompt": f"mean ({len(m(cols[0]))} scored)", **{c: sum(m(c)) / len(m(c)) if m(c) else None for c in cols}}
+
+def _ceiling_table(ev:dict) -> str:
+    "Format the evaluation's retrieval ceiling and the models' fractions of it (overhead->ground)."
+    c = ev.get("ceiling")
+    if not c: return "no ceiling (the data is not a SynthWorld with truth tables)"
+    rows = [{"model": f"Bayes ceiling, {'with' if k == 'with_meta' else 'without'} date/time", **c[k]} for k in ("with_meta", "no_meta")]
+    rows += [{"model": f"{m} / ceiling", **v} for m, v in c["fraction_of_ceiling"].items()]
+    return _table(rows, ["model", "R@1", "R@5", "R@10", "median_rank"]) + "\n\nsat2cap_meta is compared with the ceiling with date/time, the others with the ceiling without."
+
 # %% ../nbs/11_demo.ipynb #e04a8c8a
 def write_report(out:Path, # demo folder
                  res:dict, # stage results by name
@@ -175,9 +196,13 @@ def write_report(out:Path, # demo folder
              f"## Embedded CLIP\ncaption→photo R@10 {res['clip']['R@10']:.3f} (chance {res['clip']['chance_R@10']:.3f})",
              f"## Retrieval on a {ev['gallery']}-sample held-out gallery",
              _table(score_rows(ev), ["direction", "model", "R@1", "R@5", "R@10", "median_rank"]),
+             "## Retrieval ceiling (overhead→ground)", _ceiling_table(ev),
              "## Zero-shot map AUC (CONUS region grid)", _table(f["map_auc"], ["prompt", "when", "auc", "no_meta_auc"]),
+             "## Held-out paraphrases: map AUC (CONUS region grid)",
+             _table(f["paraphrase_auc"] + [_mean_row(f["paraphrase_auc"], ["auc", "no_meta_auc"])], ["prompt", "when", "auc", "no_meta_auc", "positives"]),
              "## Night share of the top-9 ground photos", _night_table(f["night_share"]),
-             "## Text→overhead agreement", _table(f["text_to_overhead"], list(f["text_to_overhead"][0])),
+             "## Text→overhead agreement (Fig. 4, held-out test tiles)", _table(f["text_to_overhead"], list(f["text_to_overhead"][0])),
+             "## Dynamic captions of the most coastal test tile (Fig. 2)", _table(f["fig2_captions"], ["embedding", "caption", "names the coast"]),
              "## Caption agreement with the truth", _by_field_table(f["caption_agreement"]),
              "## Figures"] + [f"### {p.stem}\n![{p.stem}]({p.relative_to(out)})" for p in sorted(figs.glob("*.png"))]
     return write_text(out / "report.md", "\n\n".join(parts) + "\n")

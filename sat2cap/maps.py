@@ -14,11 +14,11 @@ from .embed import Region, as_region, similarity_map, parse_when, load_region, e
 from .embed import StreamedMap, stream_similarity, tiles_in_box, format_when, open_region
 
 # %% auto #0
-__all__ = ['YEAR', 'FINE_STEP', 'score_map', 'localize', 'box_around', 'concepts_of', 'resolve_when', 'prompt_truth',
-           'score_prompt', 'world_of', 'synth_region', 'dataset_region', 'parse_region', 'region_for', 'basemap_source',
-           'add_basemap', 'plot_map', 'save_figure', 'dynamic_maps', 'states', 'country_map', 'localize_region',
-           'ground_scene', 'localize_figure', 'parse_bbox', 'cli_when', 'no_dynamic', 'is_region_data', 'draw_streamed',
-           'draw_box', 'streamed_figure', 'map_cli', 'score_map_cli']
+__all__ = ['YEAR', 'PARAPHRASES', 'FINE_STEP', 'score_map', 'localize', 'box_around', 'concepts_of', 'resolve_when',
+           'prompt_truth', 'score_prompt', 'paraphrase_scores', 'world_of', 'synth_region', 'dataset_region',
+           'parse_region', 'region_for', 'basemap_source', 'add_basemap', 'plot_map', 'save_figure', 'dynamic_maps',
+           'states', 'country_map', 'localize_region', 'ground_scene', 'localize_figure', 'parse_bbox', 'cli_when',
+           'no_dynamic', 'is_region_data', 'draw_streamed', 'draw_box', 'streamed_figure', 'map_cli', 'score_map_cli']
 
 # %% ../nbs/09_maps.ipynb #97411cc1
 def score_map(sim, # (N,) map values (any monotone score)
@@ -120,6 +120,40 @@ def score_prompt(region, # Region (or anything `as_region` takes) of SynthWorld 
     auc = score_map(similarity_map(r, run, prompt, when), truth)
     no_meta = score_map(similarity_map(r, run, prompt, when, use_meta=False), truth)
     return dict(prompt=prompt, when=when, auc=round(auc, 4), no_meta_auc=round(no_meta, 4), tiles=len(r), positives=int(truth.sum()))
+
+# %% ../nbs/09_maps.ipynb #para0cd1
+PARAPHRASES = [  # held-out everyday wordings (no caption contains one) and the date and time each is scored at
+    ("hikers on a mountain trail", "2012-07-15 10:00"), ("a hiker in the woods", "2012-08-20 11:00"),
+    ("mountain hiking trip in summer", "2012-07-05 11:00"), ("horseback riders on a ranch", "2012-06-10 15:00"),
+    ("a horse standing in the fields", "2012-05-20 11:00"), ("horses grazing on the prairie", "2012-09-12 16:00"),
+    ("lots of cars downtown", "2012-07-15 12:00"), ("driving through the suburbs", "2012-04-18 17:00"),
+    ("night drive through the suburbs", "2012-07-15 23:00"), ("a runner in the neighborhood", "2012-06-02 08:00"),
+    ("joggers near the houses", "2012-09-28 09:00"), ("a marathon through the suburbs", "2012-10-14 10:00"),
+    ("skiers in the mountains in winter", "2012-01-20 11:00"), ("ski slopes covered in snow", "2012-02-10 12:00"),
+    ("snowy peaks in january", "2012-01-15 12:00"), ("sailing boat on the ocean", "2012-07-20 14:00"),
+    ("a yacht on the lake", "2012-08-03 13:00"), ("sailboats at sea in summer", "2012-07-15 14:00"),
+    ("children playing on the beach", "2012-07-10 15:00"), ("sandcastles at the beach", "2012-08-15 13:00"),
+    ("kids building sandcastles", "2012-06-25 14:00"), ("strolling on the shore at night", "2012-07-15 23:00"),
+    ("riding horses at a farm", "2012-09-15 15:00"), ("soccer players on a field", "2012-05-05 16:00"),
+    ("cross-country skiing in winter", "2012-02-08 14:00"), ("a tractor on the farm in autumn", "2012-10-05 11:00"),
+    ("harvesting the crops in autumn", "2012-09-25 10:00"), ("tents at a campground in the forest", "2012-07-28 18:00"),
+    ("camping under the stars", "2012-08-10 23:00"), ("a campfire in the woods at night", "2012-07-25 22:30"),
+    ("busy downtown streets", "2012-05-12 13:00"), ("crowds in the city center", "2012-06-20 16:00")]
+
+def paraphrase_scores(region, # Region (or anything `as_region` takes) of SynthWorld tiles
+                      run, # loaded run
+                      world, # the SynthWorld the tiles come from
+                      prompts=PARAPHRASES, # (prompt, "YYYY-MM-DD HH:MM") pairs
+                     ) -> list:
+    "Score each held-out paraphrase at its date and time with `score_prompt`; AUCs are None where the truth is constant on the region."
+    rows = []
+    for prompt, when in prompts:
+        try: rows.append(score_prompt(region, run, world, prompt, when))
+        except Sat2CapError as e:
+            if "AUC undefined" not in str(e) and "false on every tile" not in str(e): raise
+            rows.append(dict(prompt=prompt, when=when, auc=None, no_meta_auc=None, tiles=len(as_region(region)), positives=None))
+    return rows
+
 
 # %% ../nbs/09_maps.ipynb #4fbb56cd
 def world_of(run, # loaded run

@@ -49,11 +49,11 @@ def landcover_agreement(idx, # (k,) or (Q, k) retrieved tile indices
 
 def activity_agreement(idx, # (k,) or (Q, k) retrieved tile indices
                        probs, # (N,) truth probability of the prompt's activity per tile
-                       q:float=0.9, # quantile of `probs` a tile must reach to agree
+                       frac:float=0.5, # a tile agrees when its probability reaches this share of the best tile's
                       ) -> float:
-    "Return the share of retrieved tiles whose activity probability is in the top `1-q` of the region."
+    "Return the share of retrieved tiles where the activity is at least `frac` as likely as at the likeliest tile (a map's positives)."
     probs = np.asarray(probs, dtype=float)
-    return float((probs[np.asarray(idx)] >= np.quantile(probs, q)).mean())
+    return float((probs[np.asarray(idx)] >= frac * probs.max()).mean())
 
 # %% ../nbs/07_retrieval.ipynb #036ca55a
 def activity_landcovers(landcover, # (N, C) land-cover fractions per tile
@@ -288,15 +288,18 @@ class RegionTiles:
     thumbs: np.ndarray # (N, S, S, 3) uint8 overhead tiles
 
 def load_region_tiles(run, # loaded run
-                      src, # tile source for `sat2cap.embed.read_tiles` (a SynthWorld folder uses its region/)
+                      src, # tile source for `sat2cap.embed.read_tiles` (a SynthWorld folder uses its region/, a split folder its tiles)
                       out_path, # GeoParquet destination of the embeddings
                       thumb:int=64, # thumbnail size, px
                       batch_size:int=64, # tiles per forward pass
+                      size:tuple|None=None, # (dlat, dlon) tile size for scattered tiles; None infers it from a grid
                      ) -> RegionTiles:
-    "Embed a region's tiles into a GeoParquet file and keep their thumbnails."
+    "Embed a region's distinct tiles (first sample of each tile id) into a GeoParquet file and keep their thumbnails."
     from sat2cap.embed import read_tiles, embed_region
-    tiles = list(progress(read_tiles(src), desc="reading tiles", leave=False))
-    region = embed_region(run, tiles, out_path, batch_size=batch_size)
+    first = {}
+    for t in progress(read_tiles(src), desc="reading tiles", leave=False): first.setdefault(t["tile_id"], t)
+    tiles = list(first.values())
+    region = embed_region(run, tiles, out_path, batch_size=batch_size, **({} if size is None else dict(size=size, mosaic_px=0)))
     return RegionTiles(region, np.stack([thumbnail(t["overhead"], thumb) for t in tiles]))
 
 # %% ../nbs/07_retrieval.ipynb #0b53924c
@@ -347,7 +350,8 @@ def text_scores(run, # loaded run
     for prompt in prompts:
         probs = P[:, ACTIVITIES.index(prompt_activity(prompt))]
         cls = activity_landcovers(cover, probs)
-        row = dict(prompt=prompt, landcovers="/".join(LANDCOVER[c] for c in cls), chance=float(np.isin(cover.argmax(1), cls).mean()))
+        row = dict(prompt=prompt, landcovers="/".join(LANDCOVER[c] for c in cls), chance=float(np.isin(cover.argmax(1), cls).mean()),
+                   **{"activity chance": float((probs >= 0.5 * probs.max()).mean())})
         for meta, tag in ((False, "no meta"), (True, "meta")):
             idx = text_to_overhead(run, tiles, prompt, when, meta, max(ks))[0]
             for k in ks:
@@ -356,7 +360,7 @@ def text_scores(run, # loaded run
         rows.append(row)
     df = pd.DataFrame(rows).set_index("prompt")
     cols = [f"{m}@{k} {t}" for k in ks for m in ("land cover", "activity") for t in ("no meta", "meta")]
-    return df[["landcovers", "chance"] + cols]
+    return df[["landcovers", "chance", "activity chance"] + cols]
 
 # %% ../nbs/07_retrieval.ipynb #70e0dac8
 def text_to_overhead_figure(run, # loaded run

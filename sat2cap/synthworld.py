@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_synthworld.ipynb #c4e4ed22
 from __future__ import annotations
-import io, json, math, shutil, functools
+import io, json, math, re, shutil, functools
 from dataclasses import dataclass, asdict, fields
 from pathlib import Path
 import numpy as np
@@ -14,12 +14,15 @@ from .core import Sat2CapError, data_path, write_json, atomic_path, progress, ch
 
 # %% auto #0
 __all__ = ['VERSION', 'LANDCOVER', 'ACTIVITIES', 'PHASES', 'SEASONS', 'ACTIVITY_PHRASES', 'PLACE_PHRASES', 'TIME_PHRASES',
-           'TIME_NOUNS', 'SEASON_PHRASES', 'BBOX', 'RES', 'KM_PER_DEG', 'RIDGES', 'PLACE_WEIGHTS', 'TEXTURES',
-           'SPRITES', 'PARTIAL', 'MAX_REGION_TILES', 'CLASS_COLORS', 'frac_month', 'sun_hours', 'daylight', 'is_night',
-           'day_phase', 'season', 'land_mask', 'coast_km', 'value_noise', 'fractal_noise', 'load_cities', 'WorldConfig',
-           'SynthWorld', 'temperature', 'make_caption', 'caption_vocabulary', 'prompt_concepts', 'concept_truth',
-           'render_overhead', 'render_ground', 'region_grid', 'region_truth', 'write_region', 'write_synthworld',
-           'pick_triplets', 'plot_triplets', 'region_frame', 'plot_landcover_map', 'synthworld_cli']
+           'TIME_NOUNS', 'SEASON_PHRASES', 'BBOX', 'RES', 'KM_PER_DEG', 'RIDGES', 'PLACE_WEIGHTS', 'ACTIVITY_VARIANTS',
+           'ACTIVITY_TAGS', 'PLACE_VARIANTS', 'PLACE_TAGS', 'TIME_VARIANTS', 'TIME_TAGS', 'SEASON_VARIANTS',
+           'SEASON_TAGS', 'SNOW_VARIANTS', 'SNOW_TAGS', 'DISTRACTORS', 'TEXTURES', 'SPRITES', 'PARTIAL',
+           'MAX_REGION_TILES', 'CLASS_COLORS', 'frac_month', 'sun_hours', 'daylight', 'is_night', 'day_phase', 'season',
+           'land_mask', 'coast_km', 'value_noise', 'fractal_noise', 'load_cities', 'WorldConfig', 'SynthWorld',
+           'temperature', 'make_caption', 'caption_vocabulary', 'caption_phrases', 'prompt_concepts',
+           'vocabulary_table', 'concept_truth', 'render_overhead', 'render_ground', 'region_grid', 'region_truth',
+           'write_region', 'write_synthworld', 'retrieval_ceiling', 'ceiling_report', 'pick_triplets', 'plot_triplets',
+           'region_frame', 'plot_landcover_map', 'synthworld_cli']
 
 # %% ../nbs/00_synthworld.ipynb #7c84a7ee
 VERSION = "1"
@@ -198,6 +201,8 @@ class WorldConfig:
     overhead_month:int = 7        # capture month of the overhead imagery (no seasonal snow in July)
     val_frac:float = 0.1          # share of tiles in val
     test_frac:float = 0.1         # share of tiles in test
+    split_block:float = 0.25      # side of the spatial blocks assigned whole to train, val or test, degrees
+    split_buffer:float = 1.5      # no train tile within this many tile widths of a val/test tile (footprints never overlap)
     shard_size:int = 1000         # samples per shard
     jpeg_quality:int = 90         # fixed JPEG quality (determinism)
 
@@ -319,15 +324,15 @@ def _snow(self:SynthWorld, lat, lon, month, cover=None) -> np.ndarray:
 SynthWorld.snow = _snow
 
 # %% ../nbs/00_synthworld.ipynb #89163563
-_PLACE_W = {  # activity: {land cover: base weight}
-    "driving": dict(downtown=2, residential=3, stadium=1, farmland=0.6, desert=1.2, grassland=1, mountain=0.4, forest=0.4),
-    "horses": dict(farmland=2, grassland=3, desert=0.4, mountain=0.3, forest=0.3),
-    "hiking": dict(mountain=4, forest=2, desert=1, grassland=0.3),
-    "running": dict(residential=2, beach=1, downtown=0.6, forest=0.6, grassland=0.5),
-    "soccer": dict(stadium=3, residential=0.7, grassland=0.2),
-    "basketball": dict(stadium=2, downtown=1, residential=1),
+_PLACE_W = {  # activity: {land cover: base weight}; cars in towns, horses on farms and ranches, hikes in mountains, runs near homes
+    "driving": dict(downtown=2.5, residential=3, stadium=1, farmland=0.2, desert=0.2, grassland=0.2, mountain=0.1, forest=0.1),
+    "horses": dict(farmland=2.5, grassland=3, desert=0.2, mountain=0.2, forest=0.2),
+    "hiking": dict(mountain=4, forest=1.2, desert=0.5, grassland=0.2),
+    "running": dict(residential=2.5, beach=0.8, downtown=0.5, forest=0.5, grassland=0.3),
+    "soccer": dict(stadium=3, residential=0.5, grassland=0.1),
+    "basketball": dict(stadium=2, downtown=1, residential=0.5),
     "sandplay": dict(beach=3), "street": dict(downtown=4), "sailing": dict(water=5), "beachwalk": dict(beach=2),
-    "skiing": dict(mountain=5), "farming": dict(farmland=3),
+    "skiing": dict(mountain=5), "farming": dict(farmland=2),
     "camping": dict(forest=1, mountain=1, desert=0.5),
     "scenery": {c: 1 for c in LANDCOVER},
 }
@@ -380,6 +385,85 @@ SynthWorld.place_activity_probs = _place_activity_probs
 SynthWorld.activity_probs = _activity_probs
 
 # %% ../nbs/00_synthworld.ipynb #254c8179
+ACTIVITY_VARIANTS = {  # activity: caption phrasings (the first is `ACTIVITY_PHRASES`)
+    "driving": ["people driving cars", "cars on the road", "a car driving through town", "driving my car", "traffic of cars"],
+    "horses": ["people riding horses", "horseback riding", "a rider on her horse", "horses and riders", "riding a horse"],
+    "hiking": ["person on a long hike", "hikers on the trail", "a hiker with a backpack", "hiking up the trail", "backpacking trip"],
+    "running": ["person on a long run", "runners on the trail", "a jogger running", "jogging", "out for a run"],
+    "soccer": ["ongoing soccer match", "soccer game", "football players kicking the ball", "a soccer team playing"],
+    "basketball": ["ongoing basketball match", "basketball game", "shooting hoops", "basketball players"],
+    "sandplay": ["kids playing in the sand", "children building a sandcastle", "a sandcastle", "kids digging in the sand"],
+    "street": ["a busy street in downtown", "crowded street", "traffic on a busy street", "people walking down the street"],
+    "sailing": ["sailboat on the sea", "sailing boats", "a yacht sailing", "boats out sailing"],
+    "beachwalk": ["person on the beach", "a walk along the shore", "strolling on the beach", "people walking by the sea"],
+    "skiing": ["people skiing down a snowy slope", "skiers on the slopes", "skiing", "a skier going down the slope"],
+    "farming": ["a tractor working in the field", "tractor harvesting crops", "harvest time", "a farmer on his tractor"],
+    "camping": ["a tent at a campsite", "camping in a tent", "our campsite", "campfire by the tent"],
+    "scenery": [""]}
+ACTIVITY_TAGS = {  # activity: single-word tags
+    "driving": "car cars driving drive roadtrip road", "horses": "horse horses horseback rider riders equestrian",
+    "hiking": "hike hiking hiker hikers backpacking trek", "running": "run running runner runners jogging jog jogger joggers marathon",
+    "soccer": "soccer football", "basketball": "basketball hoops", "sandplay": "kids children sandcastle sandcastles",
+    "street": "street streets traffic crowd crowds crowded", "sailing": "sailboat sailboats sailing boat boats yacht", "beachwalk": "stroll strolling",
+    "skiing": "ski skiing skier skiers slope slopes", "farming": "tractor harvest harvesting farming farmer",
+    "camping": "tent tents campsite camping campfire camp", "scenery": ""}
+PLACE_VARIANTS = {  # land cover: caption phrasings (the first is `PLACE_PHRASES`)
+    "water": ["on the sea", "on the ocean", "on the lake", "out on the water"],
+    "beach": ["on the beach", "at the beach", "on the coast", "by the shore"],
+    "downtown": ["in downtown", "in the city", "downtown", "among the skyscrapers"],
+    "residential": ["in a neighborhood", "in the suburbs", "near the houses", "in our neighbourhood"],
+    "stadium": ["in a stadium", "at the arena", "in the stadium"],
+    "farmland": ["on a farm", "in the fields", "on farmland", "among the crops"],
+    "forest": ["in the forest", "in the woods", "among the trees"],
+    "desert": ["in the desert", "among the dunes", "in the dry desert"],
+    "mountain": ["in the mountains", "on the mountain", "up in the peaks", "in the alpine"],
+    "grassland": ["on the prairie", "in the grassland", "in a meadow", "on the ranch"]}
+PLACE_TAGS = {  # land cover: single-word tags
+    "water": "sea ocean lake water", "beach": "beach coast coastal shore seaside", "downtown": "downtown city urban skyscrapers",
+    "residential": "neighborhood neighbourhood suburb suburbs suburban houses residential", "stadium": "stadium arena",
+    "farmland": "farm farms farmland fields crops", "forest": "forest woods trees", "desert": "desert dunes cactus",
+    "mountain": "mountains mountain peaks alpine", "grassland": "prairie grassland meadow grass ranch"}
+TIME_VARIANTS = {  # phase: caption phrasings (the first is `TIME_PHRASES`)
+    "night": ["at night", "at midnight", "in the dark", "under the stars"], "dawn": ["at dawn", "at sunrise"],
+    "morning": ["in the morning", "this morning"], "afternoon": ["in the afternoon", "at noon"],
+    "dusk": ["at dusk", "at sunset", "in the evening"]}
+TIME_TAGS = {"night": "night nighttime midnight stars dark", "dawn": "dawn sunrise", "morning": "morning",
+             "afternoon": "afternoon noon", "dusk": "dusk sunset evening"}
+SEASON_VARIANTS = {s: [f"in {s}", f"in the {s}", f"during the {s}"] for s in SEASONS}
+SEASON_VARIANTS["autumn"] += ["in the fall"]
+SEASON_TAGS = {"winter": "winter", "spring": "spring", "summer": "summer", "autumn": "autumn fall"}
+SNOW_VARIANTS, SNOW_TAGS = ["in the snow", "in the snowfall"], "snow snowy snowfall"
+DISTRACTORS = ("vacation trip family friends weekend travel photo canon nikon iphone usa america fun beautiful "
+               "view nature holiday memories explore img instagood picoftheday").split()  # tags carrying no concept
+
+def _pick(rng, xs:list):
+    "Return one element of `xs`: the first (canonical) one half of the time, else any."
+    return xs[0] if rng.random() < 0.5 else xs[int(rng.integers(len(xs)))]
+
+def _tag(rng, words:str) -> str:
+    "Return one word of a space-separated tag list."
+    ws = words.split(); return ws[int(rng.integers(len(ws)))]
+
+def _sentence(place:str, activity:str, ph:str, season_s:str|None, rng) -> str:
+    "Compose a sentence or title: activity, place, time and season phrases in a varied order."
+    if activity == "scenery":
+        head = _pick(rng, [f"{TIME_NOUNS[ph]} {PLACE_PHRASES[place]}", f"view {_pick(rng, PLACE_VARIANTS[place])}", f"{ph} {_pick(rng, PLACE_VARIANTS[place])}"])
+        return " ".join([head] + ([season_s] if season_s else []))
+    parts = [_pick(rng, ACTIVITY_VARIANTS[activity])]
+    if activity not in _IMPLIED_PLACE and rng.random() < 0.75: parts.append(_pick(rng, PLACE_VARIANTS[place]))
+    tail = [x for x in (_pick(rng, TIME_VARIANTS[ph]) if rng.random() < (0.9 if ph in ("night", "dusk") else 0.55) else None, season_s) if x]
+    if tail and rng.random() < 0.25: return (" ".join(tail) + ", " + " ".join(parts)).capitalize()   # "At night, people ..."
+    return " ".join(parts + tail)
+
+def _tags(place:str, activity:str, ph:str, season_t:str|None, rng) -> str:
+    "Compose a photo-site tag list: activity, place, time and season tags among distractors, shuffled."
+    t = [_tag(rng, ACTIVITY_TAGS[activity])] if activity != "scenery" else ["landscape"]
+    if rng.random() < 0.8: t.append(_tag(rng, PLACE_TAGS[place]))
+    if rng.random() < (0.9 if ph in ("night", "dusk") else 0.55): t.append(_tag(rng, TIME_TAGS[ph]))
+    if season_t: t.append(season_t)
+    t += list(rng.choice(DISTRACTORS, int(rng.integers(1, 4)), replace=False))
+    return (" " if rng.random() < 0.5 else ", ").join(t[i] for i in rng.permutation(len(t)))
+
 def make_caption(place:str, # land cover name
                  activity:str, # activity name
                  phase:int, # index into PHASES
@@ -387,48 +471,62 @@ def make_caption(place:str, # land cover name
                  snow:float, # snow fraction at the place
                  rng:np.random.Generator,
                 ) -> str:
-    "Compose a caption naming the activity, place and (usually) the time of day and season."
-    ph, r = PHASES[phase], rng.random(4)
-    if activity == "scenery": parts = [f"{TIME_NOUNS[ph]} {PLACE_PHRASES[place]}"]
-    else:
-        parts = [ACTIVITY_PHRASES[activity]]
-        if activity not in _IMPLIED_PLACE and r[0] < 0.75: parts.append(PLACE_PHRASES[place])
-        if r[1] < (0.9 if ph in ("night", "dusk") else 0.55): parts.append(TIME_PHRASES[ph])
-    if r[2] < 0.4: parts.append("in the snow" if snow > 0.5 and r[3] < 0.5 and activity != "skiing" else SEASON_PHRASES[SEASONS[season_i]])
-    return " ".join(parts)
+    "Compose a caption as photo sites have them: a sentence, a title, a tag list or a title with tags."
+    ph, se = PHASES[phase], SEASONS[season_i]
+    snowy = snow > 0.5 and activity != "skiing" and rng.random() < 0.5
+    named = rng.random() < 0.4
+    season_s = (_pick(rng, SNOW_VARIANTS) if snowy else _pick(rng, SEASON_VARIANTS[se])) if named else None
+    season_t = (_tag(rng, SNOW_TAGS) if snowy else _tag(rng, SEASON_TAGS[se])) if named else None
+    style = rng.random()
+    if style < 0.5: return _sentence(place, activity, ph, season_s, rng)
+    if style < 0.75: return _tags(place, activity, ph, season_t, rng)
+    title = _sentence(place, activity, ph, season_s, rng)
+    return (title[:1].upper() + title[1:] + " | " + " ".join(rng.choice(DISTRACTORS, int(rng.integers(1, 4)), replace=False))).strip()
+
 
 # %% ../nbs/00_synthworld.ipynb #2c22dd93
 _WORDS = {
-    "activity": {"driving": "driving cars car", "horses": "horses horse riding", "hiking": "hike hiking hiker hikers",
-                 "running": "run running runner jogging", "soccer": "soccer football", "basketball": "basketball",
-                 "sandplay": "kids children sandcastle", "street": "street busy crowded traffic", "sailing": "sailboat sailing boat boats",
-                 "skiing": "skiing ski skier skiers slope", "farming": "tractor harvest", "camping": "tent campsite camping campfire"},
-    "landcover": {"water": "sea ocean lake water", "beach": "beach coast shore sand", "downtown": "downtown city skyscrapers",
-                  "residential": "neighborhood suburb houses residential", "stadium": "stadium arena", "farmland": "farm farmland field fields crops",
-                  "forest": "forest woods trees", "desert": "desert dunes cactus", "mountain": "mountains mountain peaks",
-                  "grassland": "prairie grassland meadow grass"},
-    "time": {"night": "night nighttime midnight stars", "dawn": "dawn sunrise", "morning": "morning", "afternoon": "afternoon noon",
-             "dusk": "dusk sunset evening", "day": "day daytime"},
-    "season": {"winter": "winter", "spring": "spring", "summer": "summer", "autumn": "autumn fall"},
-    "snow": {"snow": "snow snowy"},
+    "activity": {a: w for a, w in ACTIVITY_TAGS.items() if w},
+    "landcover": PLACE_TAGS,
+    "time": {**TIME_TAGS, "day": "day daytime"},
+    "season": SEASON_TAGS,
+    "snow": {"snow": SNOW_TAGS},
 }
 
 def caption_vocabulary() -> dict:
     "Map each concept word of captions and prompts to its truth concept `(kind, name)`."
     return {w: (kind, name) for kind, d in _WORDS.items() for name, ws in d.items() for w in ws.split()}
 
+def caption_phrases() -> dict:
+    "Map each activity phrasing of captions to its concept `(\"activity\", name)`, longest first."
+    ph = {p: ("activity", a) for a, ps in ACTIVITY_VARIANTS.items() for p in ps if p}
+    return dict(sorted(ph.items(), key=lambda kv: -len(kv[0])))
+
 def prompt_concepts(prompt:str, # free text, e.g. "people riding horses in winter"
                    ) -> list:
-    "Return the truth concepts `(kind, name)` a prompt names: whole activity phrases first, then words."
-    import re
-    text, out = prompt.lower(), []
-    for a, ph in ACTIVITY_PHRASES.items():
-        if ph and ph in text: out.append(("activity", a)); text = text.replace(ph, " ")
+    "Return the truth concepts `(kind, name)` a prompt names, in text order: activity phrasings first, then words; one activity."
+    text, found = " " + " ".join(re.findall(r"[a-z]+", prompt.lower())) + " ", []
+    for p, c in caption_phrases().items():
+        i = text.find(f" {p} ")
+        if i >= 0:
+            found.append((i, c))
+            text = text[:i] + " " * (len(p) + 1) + text[i + len(p) + 1:]
     voc = caption_vocabulary()
-    for w in re.findall(r"[a-z]+", text):
-        c = voc.get(w)
-        if c and c not in out and not (c[0] == "activity" and any(k == "activity" for k, _ in out)): out.append(c)
+    found += [(m.start(), voc[m.group()]) for m in re.finditer(r"[a-z]+", text) if m.group() in voc]
+    out = []
+    for _, c in sorted(found, key=lambda x: x[0]):
+        if c not in out and not (c[0] == "activity" and any(k == "activity" for k, _ in out)): out.append(c)
     return out
+
+def vocabulary_table():
+    "Return the caption vocabulary as a DataFrame: concept, caption phrasings and tag words."
+    import pandas as pd
+    rows = [("activity", a, ACTIVITY_VARIANTS[a], ACTIVITY_TAGS[a]) for a in ACTIVITIES if a != "scenery"]
+    rows += [("landcover", c, PLACE_VARIANTS[c], PLACE_TAGS[c]) for c in LANDCOVER]
+    rows += [("time", p, TIME_VARIANTS[p], TIME_TAGS[p]) for p in PHASES] + [("time", "day", [], _WORDS["time"]["day"])]
+    rows += [("season", s, SEASON_VARIANTS[s], SEASON_TAGS[s]) for s in SEASONS] + [("snow", "snow", SNOW_VARIANTS, SNOW_TAGS)]
+    return pd.DataFrame([dict(kind=k, concept=n, phrasings="; ".join(v), words=w.replace(" ", ", ")) for k, n, v, w in rows])
+
 
 # %% ../nbs/00_synthworld.ipynb #4931dab9
 _SEASON_MONTHS = {"winter": (12, 1, 2), "spring": (3, 4, 5), "summer": (6, 7, 8), "autumn": (9, 10, 11)}
@@ -948,11 +1046,41 @@ def _run_tasks(tasks:list, workers:int, desc:str) -> list:
         return list(progress(pool.imap(_write_shard, tasks), total=len(tasks), desc=desc))
 
 # %% ../nbs/00_synthworld.ipynb #8013af97
-def _split_tiles(n:int, val_frac:float, test_frac:float, rng) -> np.ndarray:
-    "Assign tiles to splits 0=train, 1=val, 2=test; val and test get at least one tile when n >= 3."
-    nv, nt = (max(1, round(n * val_frac)), max(1, round(n * test_frac))) if n >= 3 else (0, 0)
-    s = np.zeros(n, int); perm = rng.permutation(n); s[perm[:nv]] = 1; s[perm[nv:nv + nt]] = 2
-    return s
+def _km_xy(lat, lon) -> np.ndarray:
+    "Return (N, 2) planar coordinates in km that never overstate distances in the world (east-west scaled as at 50°N)."
+    lat, lon = np.asarray(lat, dtype=float), np.asarray(lon, dtype=float)
+    return np.stack([lon * math.cos(math.radians(BBOX[3])), lat], 1) * KM_PER_DEG
+
+def _blocks(lat, lon, size:float) -> np.ndarray:
+    "Return (N,) integer ids of the `size`-degree spatial blocks holding each point."
+    iy, ix = np.floor(np.asarray(lat) / size).astype(np.int64), np.floor(np.asarray(lon) / size).astype(np.int64)
+    return iy * 100000 + ix
+
+def _near(lat, lon, ref_lat, ref_lon, km:float) -> np.ndarray:
+    "Return (N,) True where a point lies within `km` of any reference point."
+    from scipy.spatial import cKDTree
+    if not len(ref_lat) or not len(lat): return np.zeros(len(lat), bool)
+    d, _ = cKDTree(_km_xy(ref_lat, ref_lon)).query(_km_xy(lat, lon), k=1)
+    return d < km
+
+def _split_tiles(world:SynthWorld, lat, lon, rng) -> tuple:
+    "Assign tiles to splits 0=train, 1=val, 2=test by spatial blocks; redraw train tiles in the buffer; return (lat, lon, split)."
+    c, n = world.config, len(lat)
+    nv, nt = (max(1, round(n * c.val_frac)), max(1, round(n * c.test_frac))) if n >= 3 else (0, 0)
+    blk = _blocks(lat, lon, c.split_block)
+    ub, inv, cnt = np.unique(blk, return_inverse=True, return_counts=True)
+    order = rng.permutation(len(ub)); before = np.cumsum(cnt[order]) - cnt[order]      # tiles in earlier blocks
+    bsplit = np.zeros(len(ub), int); bsplit[order] = np.where(before < nv, 1, np.where(before < nv + nt, 2, 0))
+    split = bsplit[inv]
+    held, km = split > 0, c.split_buffer * c.tile_deg * KM_PER_DEG
+    bad = ~held & _near(lat, lon, lat[held], lon[held], km)
+    lat, lon = lat.copy(), lon.copy()
+    while bad.any():                                                       # redraw buffer tiles away from held-out ones
+        la, lo = world.sample_tiles(2 * int(bad.sum()) + 8, rng)
+        ok = ~np.isin(_blocks(la, lo, c.split_block), ub[bsplit > 0]) & ~_near(la, lo, lat[held], lon[held], km)
+        i, la, lo = np.flatnonzero(bad), la[ok], lo[ok]
+        k = min(len(i), len(la)); lat[i[:k]], lon[i[:k]] = la[:k], lo[:k]; bad[i[:k]] = False
+    return lat, lon, split
 
 def _photo_records(world:SynthWorld, n_samples:int) -> tuple:
     "Sample tiles, splits and photos for n_samples pairs; return (tiles dict, photos dict)."
@@ -961,12 +1089,13 @@ def _photo_records(world:SynthWorld, n_samples:int) -> tuple:
     n_tiles = int(np.searchsorted(np.cumsum(counts), n_samples) + 1); counts = counts[:n_tiles]
     counts[-1] -= counts.sum() - n_samples
     lat, lon = world.sample_tiles(n_tiles, rng)
+    lat, lon, split = _split_tiles(world, lat, lon, rng)
     cover = world.landcover(lat, lon)
-    split = _split_tiles(n_tiles, c.val_frac, c.test_frac, rng)
     tile_idx = np.repeat(np.arange(n_tiles), counts)
     photos = world.sample_photos(lat, lon, tile_idx, cover, rng)
     photos["photo"] = np.concatenate([np.arange(k) for k in counts])
     return dict(lat=lat, lon=lon, cover=cover, split=split, count=counts), photos
+
 
 # %% ../nbs/00_synthworld.ipynb #1f94be8a
 _SPLITS = ["train", "val", "test"]
@@ -1111,6 +1240,69 @@ def write_synthworld(out, # output folder (created; a previous SynthWorld there 
     write_json(man, out / "manifest.json")
     (out / PARTIAL).unlink()
     return man
+
+# %% ../nbs/00_synthworld.ipynb #ceil0cd1
+def _photo_time_grid(sub:int=2) -> tuple:
+    "Return (month, hour, weight) arrays of `_dates`'s photo-time distribution on a grid (mid-month, `sub` steps per hour)."
+    pm = 1 + 0.35 * np.cos(2 * np.pi * (np.arange(1, 13) - 7) / 12); pm /= pm.sum()
+    cdf = lambda x: 0.5 * (1 + math.erf((x - 13.5) / (3.5 * math.sqrt(2))))
+    edges = [0.0 if h == 6 else cdf(h) for h in range(6, 22)] + [1.0]
+    ph = np.full(24, 0.32 / 24); ph[6:22] += 0.68 * np.diff(edges)                     # int hour: clipped normal or uniform
+    m, h, s = np.meshgrid(np.arange(1, 13), np.arange(24), (np.arange(sub) + 0.5) / sub, indexing="ij")
+    w = pm[m - 1] * ph[h] / sub
+    return frac_month(m.ravel(), 15), (h + s).ravel().astype(float), w.ravel()
+
+def _snow_level(snow) -> np.ndarray:
+    "Return the snow fraction's quarter 0..3 (the ground photos show snow cover in proportion)."
+    return np.minimum((np.asarray(snow) * 4).astype(int), 3)
+
+def _truth_likelihood(world:SynthWorld, lat, lon, cover, month, hour, truth) -> np.ndarray:
+    "Return (N, U) P(photo truth u | tile n, time n): place, activity, phase, season and snow level (quarters) of each truth row u."
+    place, act, phase, seas, snowy = truth.T                                           # (U,) each
+    pa = world.place_activity_probs(lat, lon, month, hour, cover)                      # (N, C, A)
+    sn = _snow_level(world.snow(lat, lon, month, cover) / np.maximum(1 - cover[:, 0], 1e-6))  # (N,)
+    ok = (day_phase(hour, month, lat)[:, None] == phase) & (season(month)[:, None] == seas) & (sn[:, None] == snowy)
+    return cover[:, place] * pa[:, place, act] * ok
+
+def _ranks_of_truth(S:np.ndarray, ks) -> dict:
+    "Return R@k and median rank of the diagonal of score matrix S (N, N), ties broken at random (expected values)."
+    own = np.diag(S)[:, None]
+    gt = (S > own * (1 + 1e-9)).sum(1); eq = (np.abs(S - own) <= 1e-9 * np.abs(own)).sum(1)
+    out = {f"R@{k}": round(float(np.clip((k - gt) / eq, 0, 1).mean()), 4) for k in ks}
+    return out | {"median_rank": float(np.median(gt + (eq + 1) / 2))}
+
+def retrieval_ceiling(data, # SynthWorld dataset folder (reads truth/photos.parquet and truth/tiles.parquet)
+                      keys:list, # the N held-out photo keys forming queries (their tiles) and gallery (their photos)
+                      ks=(1, 5, 10), # recall cut-offs
+                     ) -> dict:
+    "Return the Bayes ceiling of overhead->ground R@k and median rank, with and without the query's date and time."
+    import pandas as pd
+    world = SynthWorld.from_manifest(data)
+    ph = pd.read_parquet(Path(data) / "truth/photos.parquet").set_index("key").loc[list(keys)]
+    tiles = pd.read_parquet(Path(data) / "truth/tiles.parquet").set_index("tile_id").loc[ph.tile_id]
+    lat, lon, cover = tiles.lat.to_numpy(float), tiles.lon.to_numpy(float), tiles[LANDCOVER].to_numpy(float)
+    truth = np.stack([ph.place.map(LANDCOVER.index), ph.activity.map(ACTIVITIES.index), ph.phase.map(PHASES.index),
+                      ph.season.map(SEASONS.index), _snow_level(ph.snow.to_numpy())], 1).astype(int)   # (N, 5)
+    u, inv = np.unique(truth, axis=0, return_inverse=True); inv = inv.ravel()
+    L = _truth_likelihood(world, lat, lon, cover, frac_month(ph.month.to_numpy(), ph.day.to_numpy()),
+                          ph.hour.to_numpy() + ph.minute.to_numpy() / 60, u)               # (N, U) at each query's own time
+    L0 = np.zeros_like(L)
+    for m, h, w in zip(*_photo_time_grid()): L0 += w * _truth_likelihood(world, lat, lon, cover, np.full(len(lat), m), np.full(len(lat), h), u)
+    ratio = lambda L: (L / np.maximum(L.mean(0, keepdims=True), 1e-300))[:, inv]      # likelihood ratio vs the photo's prior
+    return {"gallery": len(keys), "with_meta": _ranks_of_truth(ratio(L), ks), "no_meta": _ranks_of_truth(ratio(L0), ks)}
+
+def ceiling_report(data, # dataset folder; None is returned unless it is a SynthWorld with truth tables
+                   keys:list, # held-out photo keys (queries = gallery)
+                   o2g:dict, # {model: R@k metrics} of overhead->ground retrieval on the same keys
+                   ks=(1, 5, 10), # recall cut-offs
+                  ) -> dict|None:
+    "Return the retrieval ceiling and each model's fraction of it (R@k / ceiling R@k; with date/time for sat2cap_meta)."
+    if not (Path(data) / "truth/photos.parquet").exists() or not (Path(data) / "manifest.json").exists(): return None
+    c = retrieval_ceiling(data, keys, ks)
+    frac = {m: {f"R@{k}": round(v[f"R@{k}"] / max(c["with_meta" if m == "sat2cap_meta" else "no_meta"][f"R@{k}"], 1e-9), 3) for k in ks}
+            for m, v in o2g.items()}
+    return c | {"fraction_of_ceiling": frac}
+
 
 # %% ../nbs/00_synthworld.ipynb #9824e37f
 CLASS_COLORS = dict(water="#2a5d9f", beach="#e8d49a", downtown="#5a5a64", residential="#d08a6a", stadium="#e0409a",

@@ -554,6 +554,7 @@ def evaluate_run(run, # a `Run` or a run folder
                 ) -> dict:
     "Return R@1/5/10 and median rank, both directions, for CLIP, Sat2Cap without and with metadata."
     from sat2cap.encoders import GroundEncoder
+    from sat2cap.synthworld import ceiling_report
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     run = run if isinstance(run, Run) else load_run(run, device=device)
     shards, enc = split_shards(data, "test"), GroundEncoder(run.clip).to(device)
@@ -565,9 +566,11 @@ def evaluate_run(run, # a `Run` or a run folder
              "sat2cap_no_meta": run.model.embed(img, use_meta=False).cpu(),
              "sat2cap_meta": run.model.embed(img, *meta).cpu()}
     g = F.normalize(emb["ground"], dim=-1)
+    o2g = {k: retrieval_metrics(v, g) for k, v in views.items()}
     return {"gallery": len(emb["key"]), "skipped": emb["skipped"],
-            "overhead_to_ground": {k: retrieval_metrics(v, g) for k, v in views.items()},
-            "ground_to_overhead": {k: retrieval_metrics(g, v) for k, v in views.items()}}
+            "overhead_to_ground": o2g,
+            "ground_to_overhead": {k: retrieval_metrics(g, v) for k, v in views.items()},
+            "ceiling": ceiling_report(data, emb["key"], o2g)}   # SynthWorld's Bayes ceiling (None for other data)
 
 # %% ../nbs/05_train.ipynb #b8d9d463
 PRESETS = {"synthworld": {}, "paper": PAPER}

@@ -22,6 +22,10 @@ def test_report_has_scores_and_every_figure(out):
     for p in PAPER_PROMPTS: assert f"| {p} |" in rep, p
     assert "| with dynamic encoder |" in rep and "| without dynamic encoder |" in rep       # night share table
     assert "| field | CLIP on overhead | Sat2Cap, no date/time | Sat2Cap + date/time |" in rep   # caption agreement
+    from sat2cap.maps import PARAPHRASES
+    for p, w in PARAPHRASES: assert f"| {p} | {w} |" in rep, p                          # held-out paraphrase table
+    assert "| Bayes ceiling, with date/time |" in rep and "| sat2cap_meta / ceiling |" in rep
+    assert "| embedding | caption | names the coast |" in rep                            # Fig. 2 captions
     imgs = re.findall(r"!\[([^\]]+)\]\(([^)]+)\)", rep)
     assert {name for name, _ in imgs} == FIGS
     for _, rel in imgs: assert (out / rel).read_bytes()[:4] == b"\x89PNG", rel
@@ -32,6 +36,11 @@ def test_scores_are_in_range(out):
     ev = json.loads(next(out.glob("evaluate-*/stage.json")).read_text())["result"]
     assert ev["gallery"] == TINY["gallery"]
     assert all(0 <= v["R@10"] <= 1 for d in ("overhead_to_ground", "ground_to_overhead") for v in ev[d].values())
+    c = ev["ceiling"]                                       # the Bayes ceiling: date/time helps, far better than chance
+    assert c["gallery"] == ev["gallery"] and c["with_meta"]["R@10"] >= c["no_meta"]["R@10"] > 10 / ev["gallery"]
+    assert c["with_meta"]["R@1"] > 2 / ev["gallery"] and c["with_meta"]["median_rank"] <= c["no_meta"]["median_rank"]
+    frac = c["fraction_of_ceiling"]["sat2cap_meta"]["R@10"]
+    assert frac == pytest.approx(ev["overhead_to_ground"]["sat2cap_meta"]["R@10"] / c["with_meta"]["R@10"], abs=1e-3)
 
 def test_rerun_reuses_every_stage(out, capsys):
     before = {p.parent.name: p.stat().st_mtime_ns for p in out.glob("*/stage.json")}

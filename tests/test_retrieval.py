@@ -32,9 +32,10 @@ def test_landcover_and_activity_agreement_hand_example():
     cover = np.array([[.6, .3, .1], [.1, .5, .4], [.2, .2, .6], [.0, .9, .1], [.4, .35, .25]])
     assert landcover_agreement([1, 3, 4], cover, [1]) == pytest.approx(2 / 3)    # dominant: farm, farm, water
     assert landcover_agreement([[2], [4]], cover, [0, 2]) == 1.0
-    p = np.arange(10) / 10                                                      # 0.0 .. 0.9; 90% quantile = .81
-    assert activity_agreement([9, 8, 0], p) == pytest.approx(1 / 3)
-    assert activity_agreement([9, 8], p, q=0.8) == 1.0                         # 80% quantile = .72
+    p = np.arange(10) / 10                                                      # 0.0 .. 0.9; half the best = .45
+    assert activity_agreement([9, 8, 0], p) == pytest.approx(2 / 3)
+    assert activity_agreement([9, 4], p) == 0.5                                 # .4 < .45
+    assert activity_agreement([9, 7], p, frac=0.85) == 0.5                      # .7 < .765
     # mean activity probability by dominant class: water (.1+.3)/2=.2, farm (.8+.6)/2=.7, city .3
     assert activity_landcovers(cover, [.1, .8, .3, .6, .3]) == [1]
     assert activity_landcovers(cover, [.1, .8, .4, .6, .3], frac=0.5) == [1, 2]
