@@ -62,8 +62,8 @@ def test_corrupt_ground_photo_skipped_by_train_and_evaluate(tiny_world, tmp_path
     bad_test = _rewrite(tiny_world / "test", d / "test_ok")[2]
     _rewrite(tiny_world / "test", d / "test", corrupt=bad_test)
     seen = set()
-    cfg = TrainConfig(data=str(d), out=str(tmp_path / "run"), steps=5, batch_size=16, eval_every=5, eval_samples=16,
-                      ckpt_every=5, log_every=5, num_workers=0, cpu_threads=1)
+    cfg = TrainConfig(data=str(d), out=str(tmp_path / "run"), steps=4, batch_size=16, eval_every=4, eval_samples=16,
+                      ckpt_every=4, log_every=4, num_workers=0, cpu_threads=1)   # 64 samples: within one epoch
     S = train(cfg, callback=lambda step, info: seen.update(info["keys"]))
     assert bad_train not in S.caches["train"] and bad_train not in seen and len(seen) > 16
     recs = [json.loads(l) for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
