@@ -12,6 +12,8 @@ import torch.nn.functional as F
 from .core import Sat2CapError, atomic_path, progress, torch_threads, chunks
 import pyarrow as pa, pyarrow.parquet as pq, pyarrow.dataset as pds
 from .data import read_samples
+from .encoders import TextEncoder
+from .dynamic import when_meta, features
 
 # %% auto #0
 __all__ = ['EMB', 'PART_PREFIX', 'INFO_NAME', 'tile_sources', 'read_tiles', 'grid_step', 'tile_frame', 'Region', 'save_region',
@@ -207,7 +209,6 @@ def embed_region(run, # loaded run (`sat2cap.train.load_run`)
 def parse_when(when, # None, a datetime, or "YYYY-MM-DD HH:MM"
               ) -> dict|None:
     "Return the dynamic encoder's `year`, `doy`, `hour` for `when` (None stays None)."
-    from sat2cap.dynamic import when_meta
     if when is None: return None
     if isinstance(when, (dt.datetime, dt.date)): when = when.strftime("%Y-%m-%d %H:%M")
     if not isinstance(when, str): raise Sat2CapError(f"cannot read date-time {when!r}: expected 'YYYY-MM-DD HH:MM'")
@@ -225,7 +226,6 @@ def text_embedding(run, # loaded run: `.clip` is its ClipBundle
                    prompt:str, # the text query
                   ) -> torch.Tensor:
     "Return the (D,) normalized CLIP text embedding of `prompt`."
-    from sat2cap.encoders import TextEncoder
     if not isinstance(prompt, str) or not prompt.strip(): raise Sat2CapError("the prompt is empty: give a text query such as 'people riding horses'")
     return TextEncoder(run.clip).encode([prompt.strip()])[0].float().cpu()  # (D,)
 
@@ -281,7 +281,6 @@ _T0 = dict(year=2000., doy=1., hour=0.)
 
 def _time_shift(m:dict, dev) -> torch.Tensor|None:
     "Return f(x, T) - f(x, T0) (same for every x), or None when the features are not separable."
-    from sat2cap.dynamic import features
     lat, lon = torch.tensor([0., 37.5]), torch.tensor([0., -101.2])
     T = {k: torch.tensor(float(m[k])) for k in ("year", "doy", "hour")}
     d = features(lat, lon, **T) - features(lat, lon, **{k: torch.tensor(v) for k, v in _T0.items()})  # (2, F)
@@ -303,7 +302,6 @@ def fast_dynamic(region:Region, # tiles and embeddings (the cache is kept on it)
     key = _params_key(run.model)
     cache = getattr(region, "_fast", None)
     if cache is not None and cache["key"] == key: return cache
-    from sat2cap.dynamic import features
     W1, b1, W2, b2 = parts; dev = W1.device
     lat, lon = torch.from_numpy(region.lat), torch.from_numpy(region.lon)
     N, H = len(region), W1.shape[0]

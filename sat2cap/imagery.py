@@ -19,7 +19,7 @@ from fastcore.script import call_parse, store_true
 from .core import Sat2CapError, atomic_path, write_json, progress, chunks
 from .encoders import load_clip, save_clip, load_sat2cap_hf, hf_vision_config, SAT2CAP_OVERHEAD_MEAN, SAT2CAP_OVERHEAD_STD
 from .dynamic import Sat2Cap
-from .train import TrainConfig, Run, load_run
+from .runs import TrainConfig, Run, load_run
 from .embed import (encode_tiles, tile_table, write_part, part_name, part_meta, region_parts, INFO_NAME,
                     stream_similarity, StreamedMap, format_when)
 from .maps import streamed_figure, parse_bbox, no_dynamic

@@ -12,6 +12,11 @@ from .core import Sat2CapError, data_path, is_complete, mark_complete
 from .data import strict_reading
 from .embed import Region, as_region, similarity_map, parse_when, load_region, embed_region
 from .embed import StreamedMap, stream_similarity, tiles_in_box, format_when, open_region
+from .core import atomic_path
+from .embed import tile_sources, read_tiles
+from .runs import load_run
+from .synthworld import (SynthWorld, write_region, BBOX, ACTIVITIES, LANDCOVER, ACTIVITY_PHRASES, concept_truth, render_ground,
+                                prompt_concepts, caption_vocabulary, sun_hours, frac_month)
 
 # %% auto #0
 __all__ = ['YEAR', 'FINE_STEP', 'score_map', 'localize', 'box_around', 'concepts_of', 'resolve_when', 'prompt_truth',
@@ -60,7 +65,6 @@ YEAR = 2012  # year of the dates chosen for prompts without one (inside SynthWor
 def concepts_of(prompt:str, # text query
                ) -> list:
     "Return the SynthWorld concepts `(kind, name)` of `prompt`, or raise naming the known words."
-    from sat2cap.synthworld import prompt_concepts, caption_vocabulary, ACTIVITY_PHRASES
     if not isinstance(prompt, str) or not prompt.strip(): raise Sat2CapError("the prompt is empty: give a text query such as 'people riding horses'")
     c = prompt_concepts(prompt)
     if not c:
@@ -75,7 +79,6 @@ def resolve_when(prompt:str, # text query
     if when is not None:
         parse_when(when)
         return when.strftime("%Y-%m-%d %H:%M") if isinstance(when, (dt.date, dt.datetime)) else str(when).strip()
-    from sat2cap.synthworld import sun_hours, frac_month
     c = dict((k, n) for k, n in concepts_of(prompt)[::-1] if k in ("season", "time"))
     month, day = _SEASON_DATE.get(c.get("season"), (7, 15))
     rise, sset = sun_hours(frac_month(month, day), 38.0)
@@ -85,7 +88,6 @@ def resolve_when(prompt:str, # text query
 # %% ../nbs/09_maps.ipynb #cc982128
 def _month_hour(when:str) -> tuple:
     "Return SynthWorld's fractional month and hour for a 'YYYY-MM-DD HH:MM' time."
-    from sat2cap.synthworld import frac_month
     t = dt.datetime.strptime(when[:16], "%Y-%m-%d %H:%M")
     return float(frac_month(t.month, t.day)), t.hour + t.minute / 60
 
@@ -97,7 +99,6 @@ def prompt_truth(world, # SynthWorld whose truth to use
                  frac:float=0.5, # a tile is positive for a concept at >= frac * the region's maximum
                 ) -> np.ndarray:
     "Return the (N,) boolean truth of `prompt` at each tile at `when`."
-    from sat2cap.synthworld import concept_truth
     lat, lon = np.asarray(lat, dtype=float), np.asarray(lon, dtype=float)
     month, hour = _month_hour(resolve_when(prompt, when))
     cover, out = world.landcover(lat, lon), np.ones(len(lat), bool)
@@ -126,7 +127,6 @@ def world_of(run, # loaded run
              what:str="this region", # what needs the world (for the error message)
             ):
     "Return the SynthWorld the run was trained on (from its dataset's manifest), or raise."
-    from sat2cap.synthworld import SynthWorld
     data = Path(str(getattr(run.config, "data", "") or "."))
     try: return SynthWorld.from_manifest(data)
     except Sat2CapError: raise Sat2CapError(f"{what} needs the SynthWorld the run was trained on, but its data {str(data)!r} has no SynthWorld manifest; pass a GeoParquet region file from sat2cap.embed.embed_region instead")
@@ -150,7 +150,6 @@ def synth_region(run, # loaded run
                  image_size:int=64, # rendered tile size, px
                 ) -> Region:
     "Render a SynthWorld grid over `bbox`, embed it with `run` and return the Region (cached)."
-    from sat2cap.synthworld import SynthWorld, write_region
     from dataclasses import asdict
     cfg = {**asdict(world.config), "tile_deg": min(step, world.config.tile_deg)}
     out = Path(cache_dir) / f"region-{_key(cfg, bbox, step, image_size, _run_id(run))}"
@@ -166,7 +165,6 @@ def dataset_region(run, # loaded run
                    cache_dir=None, # where the region file is cached (default RUN/maps)
                   ) -> Region:
     "Embed (once, cached) the region grid of a SynthWorld dataset and return it."
-    from sat2cap.embed import tile_sources
     data = Path(data)
     if not (data / "region").is_dir(): raise Sat2CapError(f"dataset {str(data)!r} has no region/ folder of tiles (write one with sat2cap synthworld)")
     tars = tile_sources(data)[1]
@@ -179,7 +177,6 @@ def dataset_region(run, # loaded run
 def parse_region(spec:str, # "conus", "minlon,minlat,maxlon,maxlat" or a region .parquet path
                 ) -> tuple:
     "Return ('conus', None), ('bbox', (minlon, minlat, maxlon, maxlat)) or ('file', Path) for a REGION argument."
-    from sat2cap.synthworld import BBOX
     s = str(spec).strip()
     if s.lower() == "conus": return "conus", None
     if s.endswith(".parquet"):
@@ -273,7 +270,6 @@ def save_figure(fig, # matplotlib figure
                 path, # destination PNG (None: do not save)
                ):
     "Save `fig` as a small PNG (dpi 100), atomically."
-    from sat2cap.core import atomic_path
     if path is None: return None
     with atomic_path(path) as tmp: fig.savefig(tmp, dpi=100, bbox_inches="tight", format="png")
     return Path(path)
@@ -343,7 +339,6 @@ def localize_region(run, # loaded run
 
 def _tile_image(region:Region, i:int):
     "Return the overhead image of tile `i`, read back from the shards beside the region file."
-    from sat2cap.embed import read_tiles
     d = Path(region.mosaic).parent if region.mosaic else None
     tid = region.gdf.tile_id.iloc[i]
     for t in (read_tiles(d) if d and (d / "region").exists() else []):
@@ -352,7 +347,6 @@ def _tile_image(region:Region, i:int):
 
 def ground_scene(world, prompt:str, lat:float, lon:float, when:str, size:int=128, seed:int=0):
     "Render SynthWorld's ground scene at lat/lon and `when` for the prompt's activity (else the likeliest one)."
-    from sat2cap.synthworld import ACTIVITIES, LANDCOVER, render_ground, prompt_concepts
     month, hour = _month_hour(when); la, lo = np.array([lat]), np.array([lon])
     cover = world.landcover(la, lo)
     acts = [n for k, n in prompt_concepts(prompt) if k == "activity"]
@@ -502,7 +496,6 @@ def streamed_figure(sm:StreamedMap, # from `stream_similarity`
 # %% ../nbs/09_maps.ipynb #d167b6fe
 def _load_run(run:str):
     "Load a run folder, or raise naming it."
-    from sat2cap.train import load_run
     if not Path(run).is_dir(): raise Sat2CapError(f"run folder {run!r} does not exist")
     return load_run(run)
 
@@ -574,7 +567,6 @@ def score_map_cli(run:str, # run folder written by `sat2cap train`
                   strict:store_true=False, # stop at the first bad tile or cut-short shard, naming shard and key (default: skip and count)
                  ):
     "Print the ROC AUC of a prompt's map against SynthWorld's truth, with and without the dynamic encoder, as JSON."
-    from sat2cap.synthworld import SynthWorld
     concepts_of(prompt); when = resolve_when(prompt, cli_when(when))
     if not Path(data).is_dir(): raise Sat2CapError(f"dataset folder {data!r} does not exist")
     world = SynthWorld.from_manifest(data)

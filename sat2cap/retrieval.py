@@ -10,6 +10,11 @@ import torch.nn.functional as F
 from pathlib import Path
 from .core import Sat2CapError, progress
 from .data import read_samples, split_shards
+from .core import atomic_path
+from .encoders import GroundEncoder
+from .dynamic import when_meta
+from .embed import encode_tiles, read_tiles, embed_region, similarity_map
+from .synthworld import prompt_concepts, frac_month, ACTIVITIES, LANDCOVER
 
 # %% auto #0
 __all__ = ['PROMPTS', 'topk', 'night_share', 'landcover_agreement', 'activity_agreement', 'activity_landcovers', 'save_figure',
@@ -75,7 +80,6 @@ def save_figure(fig, # matplotlib figure
     "Save `fig` as a PNG (atomically, creating folders), close it, and return it for display (shown once)."
     import matplotlib.pyplot as plt
     if path is not None:
-        from sat2cap.core import atomic_path
         with atomic_path(path) as tmp: fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
     fig.set_dpi(dpi); plt.close(fig)          # displayed at the saved resolution
     return fig
@@ -141,7 +145,6 @@ def thumbnail(img, # PIL image
 @torch.no_grad()
 def _encode_ground(clip, images:list, batch_size:int) -> np.ndarray:
     "Return (N, D) normalized frozen-CLIP embeddings of ground photos."
-    from sat2cap.encoders import GroundEncoder
     enc = GroundEncoder(clip); dev = clip.device; out = []
     for i in range(0, len(images), batch_size):
         x = torch.stack([clip.preprocess(im) for im in images[i:i + batch_size]]).to(dev)  # (B, 3, S, S)
@@ -157,7 +160,6 @@ def load_heldout(run, # loaded run (`sat2cap.train.load_run`)
                  thumb:int=64, # thumbnail size, px
                 ) -> tuple[Gallery, Queries]:
     "Read held-out photos, embed the ground photos with the frozen CLIP and their distinct tiles with the run."
-    from sat2cap.embed import encode_tiles
     src = data if isinstance(data, (list, tuple)) or not Path(data, split).is_dir() else split_shards(data, split)
     S = list(progress(read_samples(src, limit=n), desc="reading held-out samples", leave=False))
     if not S: raise Sat2CapError(f"no samples in {data!r} ({split})")
@@ -180,7 +182,6 @@ def query_embeddings(run, # loaded run
                      use_meta:bool=True, # add the dynamic encoder's offset
                     ) -> np.ndarray:
     "Return the tiles' (T, D) normalized embeddings at their own date and location with the hour set to `hour`."
-    from sat2cap.dynamic import when_meta
     dev = next(run.model.parameters()).device                 # the run may be loaded on a GPU
     e = torch.from_numpy(np.asarray(q.emb, dtype=np.float32)).to(dev)  # (T, D)
     if not use_meta: return run.model.embed(e, use_meta=False).cpu().numpy()
@@ -294,7 +295,6 @@ def load_region_tiles(run, # loaded run
                       batch_size:int=64, # tiles per forward pass
                      ) -> RegionTiles:
     "Embed a region's tiles into a GeoParquet file and keep their thumbnails."
-    from sat2cap.embed import read_tiles, embed_region
     tiles = list(progress(read_tiles(src), desc="reading tiles", leave=False))
     region = embed_region(run, tiles, out_path, batch_size=batch_size)
     return RegionTiles(region, np.stack([thumbnail(t["overhead"], thumb) for t in tiles]))
@@ -308,7 +308,6 @@ def text_to_overhead(run, # loaded run
                      k:int=4, # tiles to retrieve
                     ) -> tuple[np.ndarray, np.ndarray]:
     "Return the indices (k,) of the prompt's top-k tiles and the (N,) similarities."
-    from sat2cap.embed import similarity_map
     sims = similarity_map(tiles.region, run, prompt, when, use_meta=use_meta)  # (N,)
     if not 0 < k <= len(sims): raise Sat2CapError(f"k={k} must be between 1 and the region's {len(sims)} tiles")
     return np.argsort(-sims, kind="stable")[:k], sims
@@ -317,7 +316,6 @@ def text_to_overhead(run, # loaded run
 def prompt_activity(prompt:str, # text query naming a SynthWorld activity
                    ) -> str:
     "Return the SynthWorld activity a prompt names, or raise."
-    from sat2cap.synthworld import prompt_concepts
     acts = [n for kind, n in prompt_concepts(prompt) if kind == "activity"]
     if not acts: raise Sat2CapError(f"prompt {prompt!r} names no SynthWorld activity, so it has no land-cover truth")
     return acts[0]
@@ -325,8 +323,6 @@ def prompt_activity(prompt:str, # text query naming a SynthWorld activity
 def _month_hour(when:str) -> tuple[float, float]:
     "Return SynthWorld's fractional month and hour for a date-time string."
     import datetime as dt
-    from sat2cap.synthworld import frac_month
-    from sat2cap.dynamic import when_meta
     m = when_meta(when); d = dt.date(m["year"], 1, 1) + dt.timedelta(days=m["doy"] - 1)
     return float(frac_month(d.month, d.day)), float(m["hour"])
 
@@ -340,7 +336,6 @@ def text_scores(run, # loaded run
                ):
     "Return a table of land-cover and activity agreement per prompt and depth, without and with the dynamic encoder."
     import pandas as pd
-    from sat2cap.synthworld import ACTIVITIES, LANDCOVER
     r = tiles.region; month, hour = _month_hour(when)
     cover = world.landcover(r.lat, r.lon); P = world.activity_probs(r.lat, r.lon, month, hour, cover)  # (N, C), (N, A)
     rows = []
@@ -369,7 +364,6 @@ def text_to_overhead_figure(run, # loaded run
                            ):
     "Draw each prompt's top-k tiles without and with the dynamic encoder (paper Fig. 4)."
     import matplotlib.pyplot as plt
-    from sat2cap.synthworld import LANDCOVER
     P = len(prompts)
     fig, axes = plt.subplots(P, 2 * k + 1, figsize=(0.95 * (2 * k + 0.3), 1.1 * P + 0.5), squeeze=False,
                              gridspec_kw=dict(width_ratios=[1] * k + [0.3] + [1] * k, wspace=0.08, hspace=0.3))

@@ -138,8 +138,6 @@ def load_run(run, # run folder written by `train`
              device:str="cpu", # where to put the models
             ) -> Run:
     "Load a trained run's model, CLIP, config and overhead transform (falling back to an older checkpoint if the newest is damaged)."
-    from sat2cap.encoders import load_clip
-    from sat2cap.data import overhead_eval_transform
     run = Path(run)
     if not run.is_dir(): raise Sat2CapError(f"run folder {str(run)!r} does not exist")
     cks = {int(p.name.split("-")[1]): p for p in complete_checkpoints(run)}
