@@ -20,7 +20,7 @@ from .core import Sat2CapError, seed_everything, atomic_path, write_json, progre
 import sys, hashlib, tarfile
 from .core import warn, run_lock, check_positive, check_nonneg, check_fraction, check_choice, check_device, check_out_dir
 from .data import CrossViewDataset, make_loader, count_samples, overhead_train_transform, overhead_eval_transform, split_shards, strict_reading
-from .encoders import load_clip, save_clip, GroundEncoder, TINY, CONFIG_NAME, tiny_config_path, check_clip
+from .encoders import load_clip, save_clip, GroundEncoder, TINY, CONFIG_NAME, tiny_config_path, check_clip, retrieval_metrics
 from .dynamic import Sat2Cap
 from .loss import MemoryBankLoss, GroundCache, ground_cache, gather_all
 from .runs import TrainConfig, Run, load_run, complete_checkpoints, load_checkpoint
@@ -28,10 +28,9 @@ from .runs import TrainConfig, Run, load_run, complete_checkpoints, load_checkpo
 # %% auto #0
 __all__ = ['PAPER', 'META', 'PRESETS', 'RUN_FILES', 'setup_dist', 'autocast', 'barrier', 'all_gather_objects', 'rng_state',
            'set_rng_state', 'preserve_rng', 'epoch_quota', 'batch_stream', 'save_checkpoint', 'make_optimizer',
-           'make_schedule', 'TrainStep', 'pair_ranks', 'retrieval_metrics', 'embed_samples', 'evaluate', 'shard_counts',
-           'overhead_stats_dist', 'TrainState', 'setup_run', 'train', 'validate', 'evaluate_run', 'is_tiny_clip',
-           'data_fingerprint', 'count_until', 'run_state', 'clear_run', 'check_config', 'make_config', 'train_cli',
-           'evaluate_cli']
+           'make_schedule', 'TrainStep', 'embed_samples', 'evaluate', 'shard_counts', 'overhead_stats_dist',
+           'TrainState', 'setup_run', 'train', 'validate', 'evaluate_run', 'is_tiny_clip', 'data_fingerprint',
+           'count_until', 'run_state', 'clear_run', 'check_config', 'make_config', 'train_cli', 'evaluate_cli']
 
 # %% ../nbs/05_train.ipynb #7f938cfe
 PAPER = dict(lr=1e-5, betas=(0.9, 0.98), queue_size=9600, batch_size=128, steps=100_000, T_0=10_000,
@@ -176,19 +175,6 @@ class TrainStep(nn.Module):
         super().__init__(); self.model, self.loss_fn = model, loss_fn
     def forward(self, overhead, lat, lon, year, doy, hour, ground, drop_p:float=0.0):
         return self.loss_fn(self.model(overhead, lat, lon, year, doy, hour, drop_p=drop_p), ground)
-
-# %% ../nbs/05_train.ipynb #6067cee0
-def pair_ranks(queries:torch.Tensor, # (N, D) normalized query embeddings
-               gallery:torch.Tensor, # (N, D) normalized gallery embeddings, row i paired with query i
-              ) -> torch.Tensor:
-    "Return (N,) 1-based ranks of each query's paired gallery item."
-    sim = queries.float() @ gallery.float().T                  # (N, N)
-    return 1 + (sim > sim.diagonal()[:, None]).sum(1)
-
-def retrieval_metrics(queries, gallery, ks=(1, 5, 10)) -> dict:
-    "Return R@k (fractions) and the median rank of queries->gallery."
-    r = pair_ranks(queries, gallery).float()
-    return {**{f"R@{k}": round((r <= k).float().mean().item(), 4) for k in ks}, "median_rank": r.median().item()}
 
 # %% ../nbs/05_train.ipynb #ad520bec
 @torch.no_grad()
