@@ -7,8 +7,8 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 import numpy as np, torch
-from .core import Sat2CapError
-from .retrieval import Gallery, RegionTiles, topk, save_figure, thumbnail
+from .core import Sat2CapError, save_figure
+from .retrieval import Gallery, RegionTiles, topk, thumbnail
 from .embed import Region, read_tiles, parse_when, similarity_map
 from .maps import region_for, plot_map
 

@@ -12,7 +12,7 @@ from .core import Sat2CapError, data_path, is_complete, mark_complete
 from .data import strict_reading
 from .embed import Region, as_region, similarity_map, parse_when, load_region, embed_region
 from .embed import StreamedMap, stream_similarity, tiles_in_box, format_when, open_region
-from .core import atomic_path
+from .core import save_figure
 from .embed import tile_sources, read_tiles
 from .runs import load_run
 from .synthworld import (SynthWorld, write_region, BBOX, ACTIVITIES, LANDCOVER, ACTIVITY_PHRASES, concept_truth, render_ground,
@@ -21,9 +21,9 @@ from .synthworld import (SynthWorld, write_region, BBOX, ACTIVITIES, LANDCOVER, 
 # %% auto #0
 __all__ = ['YEAR', 'FINE_STEP', 'score_map', 'localize', 'box_around', 'concepts_of', 'resolve_when', 'prompt_truth',
            'score_prompt', 'world_of', 'synth_region', 'dataset_region', 'parse_region', 'region_for', 'basemap_source',
-           'add_basemap', 'plot_map', 'save_figure', 'dynamic_maps', 'states', 'country_map', 'localize_region',
-           'ground_scene', 'localize_figure', 'parse_bbox', 'cli_when', 'no_dynamic', 'is_region_data', 'draw_streamed',
-           'draw_box', 'streamed_figure', 'map_cli', 'score_map_cli']
+           'add_basemap', 'plot_map', 'dynamic_maps', 'states', 'country_map', 'localize_region', 'ground_scene',
+           'localize_figure', 'parse_bbox', 'cli_when', 'no_dynamic', 'is_region_data', 'draw_streamed', 'draw_box',
+           'streamed_figure', 'map_cli', 'score_map_cli']
 
 # %% ../nbs/09_maps.ipynb #97411cc1
 def score_map(sim, # (N,) map values (any monotone score)
@@ -266,14 +266,6 @@ def plot_map(region, # Region (or anything `as_region` takes)
     ax.set_title(title, fontsize=10); ax.set_xlabel("longitude"); ax.set_ylabel("latitude")
     return ax
 
-def save_figure(fig, # matplotlib figure
-                path, # destination PNG (None: do not save)
-               ):
-    "Save `fig` as a small PNG (dpi 100), atomically."
-    if path is None: return None
-    with atomic_path(path) as tmp: fig.savefig(tmp, dpi=100, bbox_inches="tight", format="png")
-    return Path(path)
-
 # %% ../nbs/09_maps.ipynb #7477ade3
 def _auc_text(world, prompt:str, r:Region, sim, when) -> str:
     "Return 'AUC x' for a panel title, or why there is none (nothing true at that time)."
@@ -297,7 +289,7 @@ def dynamic_maps(region, # Region of tiles
         t = f"{prompt!r} at {w}"
         if world is not None: t += "\n" + _auc_text(world, prompt, r, s, w)
         plot_map(r, s, ax, basemap, t, vmin=sims.min(), vmax=sims.max())
-    fig.tight_layout(); save_figure(fig, path)
+    fig.tight_layout(); save_figure(fig, path, keep_open=True)
     return fig, sims
 
 # %% ../nbs/09_maps.ipynb #b9bcbf2e
@@ -322,7 +314,7 @@ def country_map(region, # CONUS Region (e.g. `region_for(run, "conus")`)
     t = f"{prompt!r} at {when or 'any time (static)'}"
     if world is not None: t += " — " + _auc_text(world, prompt, r, sim, when)
     plot_map(r, sim, ax, basemap, t, cmap="viridis", alpha=0.9, outline=states())
-    fig.tight_layout(); save_figure(fig, path)
+    fig.tight_layout(); save_figure(fig, path, keep_open=True)
     return fig, sim
 
 # %% ../nbs/09_maps.ipynb #48ed511c
@@ -382,7 +374,7 @@ def localize_figure(region, # Region over the box (`localize_region`)
         axs[2].imshow(img); axs[2].set_title(f"ground scene there: {act} / {place}", fontsize=10)
         info["truth_at_spot"] = bool(prompt_truth(world, prompt, r.lat, r.lon, when)[b])
     for ax in axs[1:]: ax.axis("off")
-    fig.tight_layout(); save_figure(fig, path)
+    fig.tight_layout(); save_figure(fig, path, keep_open=True)
     return fig, info
 
 # %% ../nbs/09_maps.ipynb #c09a0002
@@ -489,7 +481,7 @@ def streamed_figure(sm:StreamedMap, # from `stream_similarity`
         draw_box(near, axs[0, 1], sm.region, basemap, b)
         axs[0, 1].set_title(f"24 km² around the best tile: {len(near)} tiles", fontsize=10)
         axs[0, 0].add_patch(plt.Rectangle(box[:2], box[2] - box[0], box[3] - box[1], fill=False, edgecolor="cyan", linewidth=1.5, zorder=4))
-    fig.tight_layout(); save_figure(fig, path)
+    fig.tight_layout(); save_figure(fig, path, keep_open=True)
     if note: print(f"note: {note}", file=sys.stderr)
     return fig
 

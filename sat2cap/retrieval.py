@@ -10,18 +10,18 @@ import torch.nn.functional as F
 from pathlib import Path
 from .core import Sat2CapError, progress
 from .data import read_samples, split_shards
-from .core import atomic_path
+from .core import save_figure
 from .encoders import GroundEncoder
 from .dynamic import when_meta
 from .embed import encode_tiles, read_tiles, embed_region, similarity_map
 from .synthworld import prompt_concepts, frac_month, ACTIVITIES, LANDCOVER
 
 # %% auto #0
-__all__ = ['PROMPTS', 'topk', 'night_share', 'landcover_agreement', 'activity_agreement', 'activity_landcovers', 'save_figure',
-           'plot_grid', 'photo_is_night', 'Gallery', 'Queries', 'thumbnail', 'load_heldout', 'query_embeddings',
-           'night_by_query', 'night_scores', 'photo_titles', 'plot_query_grids', 'day_night_figure',
-           'overhead_to_ground_figure', 'RegionTiles', 'load_region_tiles', 'text_to_overhead', 'prompt_activity',
-           'text_scores', 'text_to_overhead_figure']
+__all__ = ['PROMPTS', 'topk', 'night_share', 'landcover_agreement', 'activity_agreement', 'activity_landcovers', 'plot_grid',
+           'photo_is_night', 'Gallery', 'Queries', 'thumbnail', 'load_heldout', 'query_embeddings', 'night_by_query',
+           'night_scores', 'photo_titles', 'plot_query_grids', 'day_night_figure', 'overhead_to_ground_figure',
+           'RegionTiles', 'load_region_tiles', 'text_to_overhead', 'prompt_activity', 'text_scores',
+           'text_to_overhead_figure']
 
 # %% ../nbs/07_retrieval.ipynb #4cf13179
 def topk(queries, # (Q, D) query embeddings, any scale
@@ -71,18 +71,6 @@ def activity_landcovers(landcover, # (N, C) land-cover fractions per tile
     means = {c: probs[dominant == c].mean() for c in np.unique(dominant)}
     best = max(means.values())
     return [int(c) for c in sorted(means, key=means.get, reverse=True) if means[c] >= frac * best and means[c] > 0]
-
-# %% ../nbs/07_retrieval.ipynb #16bb7005
-def save_figure(fig, # matplotlib figure
-                path=None, # PNG destination; nothing is written when None
-                dpi:int=80, # resolution
-               ):
-    "Save `fig` as a PNG (atomically, creating folders), close it, and return it for display (shown once)."
-    import matplotlib.pyplot as plt
-    if path is not None:
-        with atomic_path(path) as tmp: fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
-    fig.set_dpi(dpi); plt.close(fig)          # displayed at the saved resolution
-    return fig
 
 # %% ../nbs/07_retrieval.ipynb #6bc8e665
 def plot_grid(images, # (n, H, W, 3) uint8 images, row by row
