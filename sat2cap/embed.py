@@ -14,13 +14,14 @@ import pyarrow as pa, pyarrow.parquet as pq, pyarrow.dataset as pds
 from .data import read_samples
 from .encoders import TextEncoder
 from .dynamic import when_meta, features
+from .synthworld import frac_month
 
 # %% auto #0
 __all__ = ['EMB', 'PART_PREFIX', 'INFO_NAME', 'tile_sources', 'read_tiles', 'grid_step', 'tile_frame', 'Region', 'save_region',
            'load_region', 'write_mosaic', 'encode_tiles', 'embed_region', 'parse_when', 'format_when', 'text_embedding',
-           'as_region', 'tile_embeddings', 'direct_similarity', 'fast_dynamic', 'fast_similarity', 'similarity_map',
-           'part_name', 'tile_table', 'write_part', 'region_parts', 'region_info', 'part_meta', 'open_region',
-           'scan_region', 'StreamedMap', 'stream_similarity', 'tiles_in_box']
+           'month_hour', 'as_region', 'tile_embeddings', 'direct_similarity', 'fast_dynamic', 'fast_similarity',
+           'similarity_map', 'part_name', 'tile_table', 'write_part', 'region_parts', 'region_info', 'part_meta',
+           'open_region', 'scan_region', 'StreamedMap', 'stream_similarity', 'tiles_in_box']
 
 # %% ../nbs/06_embed.ipynb #c286b89c
 _IMG_EXT = (".jpg", ".jpeg", ".png", ".tif", ".tiff")
@@ -228,6 +229,15 @@ def text_embedding(run, # loaded run: `.clip` is its ClipBundle
     "Return the (D,) normalized CLIP text embedding of `prompt`."
     if not isinstance(prompt, str) or not prompt.strip(): raise Sat2CapError("the prompt is empty: give a text query such as 'people riding horses'")
     return TextEncoder(run.clip).encode([prompt.strip()])[0].float().cpu()  # (D,)
+
+# %% ../nbs/06_embed.ipynb #c4d1a001
+def month_hour(when, # a datetime or any form `parse_when` reads
+              ) -> tuple[float, float]:
+    "Return the fractional month (SynthWorld's `frac_month`) and the fractional hour of `when`: the clock SynthWorld's truth takes."
+    m = parse_when(when)
+    if m is None: raise Sat2CapError("a date-time is needed: 'YYYY-MM-DD HH:MM'")
+    d = dt.date(m["year"], 1, 1) + dt.timedelta(days=m["doy"] - 1)
+    return float(frac_month(d.month, d.day)), float(m["hour"])
 
 # %% ../nbs/06_embed.ipynb #97bb8e67
 def as_region(x, # a Region, a region .parquet path, a GeoDataFrame with emb_* columns, or (lat, lon, emb)

@@ -13,7 +13,7 @@ from .data import strict_reading
 from .embed import Region, as_region, similarity_map, parse_when, load_region, embed_region
 from .embed import StreamedMap, stream_similarity, tiles_in_box, format_when, open_region
 from .core import save_figure
-from .embed import tile_sources, read_tiles
+from .embed import tile_sources, read_tiles, month_hour
 from .runs import load_run
 from .synthworld import (SynthWorld, write_region, BBOX, ACTIVITIES, LANDCOVER, ACTIVITY_PHRASES, concept_truth, render_ground,
                                 prompt_concepts, caption_vocabulary, sun_hours, frac_month)
@@ -86,11 +86,6 @@ def resolve_when(prompt:str, # text query
     return f"{YEAR}-{month:02d}-{day:02d} {int(h):02d}:{int(round(h % 1 * 60)) % 60:02d}"
 
 # %% ../nbs/09_maps.ipynb #cc982128
-def _month_hour(when:str) -> tuple:
-    "Return SynthWorld's fractional month and hour for a 'YYYY-MM-DD HH:MM' time."
-    t = dt.datetime.strptime(when[:16], "%Y-%m-%d %H:%M")
-    return float(frac_month(t.month, t.day)), t.hour + t.minute / 60
-
 def prompt_truth(world, # SynthWorld whose truth to use
                  prompt:str, # text query naming SynthWorld concepts
                  lat, # (N,) tile latitudes
@@ -100,7 +95,7 @@ def prompt_truth(world, # SynthWorld whose truth to use
                 ) -> np.ndarray:
     "Return the (N,) boolean truth of `prompt` at each tile at `when`."
     lat, lon = np.asarray(lat, dtype=float), np.asarray(lon, dtype=float)
-    month, hour = _month_hour(resolve_when(prompt, when))
+    month, hour = month_hour(resolve_when(prompt, when))
     cover, out = world.landcover(lat, lon), np.ones(len(lat), bool)
     for c in concepts_of(prompt):
         v = concept_truth(world, c, lat, lon, month, hour, cover)  # (N,) in [0, 1]
@@ -339,7 +334,7 @@ def _tile_image(region:Region, i:int):
 
 def ground_scene(world, prompt:str, lat:float, lon:float, when:str, size:int=128, seed:int=0):
     "Render SynthWorld's ground scene at lat/lon and `when` for the prompt's activity (else the likeliest one)."
-    month, hour = _month_hour(when); la, lo = np.array([lat]), np.array([lon])
+    month, hour = month_hour(when); la, lo = np.array([lat]), np.array([lon])
     cover = world.landcover(la, lo)
     acts = [n for k, n in prompt_concepts(prompt) if k == "activity"]
     pa = world.place_activity_probs(la, lo, month, hour, cover)[0]                    # (C, A)

@@ -13,8 +13,8 @@ from .data import read_samples, split_shards
 from .core import save_figure
 from .encoders import GroundEncoder
 from .dynamic import when_meta
-from .embed import encode_tiles, read_tiles, embed_region, similarity_map
-from .synthworld import prompt_concepts, frac_month, ACTIVITIES, LANDCOVER
+from .embed import encode_tiles, read_tiles, embed_region, similarity_map, month_hour
+from .synthworld import prompt_concepts, ACTIVITIES, LANDCOVER
 
 # %% auto #0
 __all__ = ['PROMPTS', 'topk', 'night_share', 'landcover_agreement', 'activity_agreement', 'activity_landcovers', 'plot_grid',
@@ -308,12 +308,6 @@ def prompt_activity(prompt:str, # text query naming a SynthWorld activity
     if not acts: raise Sat2CapError(f"prompt {prompt!r} names no SynthWorld activity, so it has no land-cover truth")
     return acts[0]
 
-def _month_hour(when:str) -> tuple[float, float]:
-    "Return SynthWorld's fractional month and hour for a date-time string."
-    import datetime as dt
-    m = when_meta(when); d = dt.date(m["year"], 1, 1) + dt.timedelta(days=m["doy"] - 1)
-    return float(frac_month(d.month, d.day)), float(m["hour"])
-
 # %% ../nbs/07_retrieval.ipynb #02c5e9a5
 def text_scores(run, # loaded run
                 tiles:RegionTiles, # region tiles
@@ -324,7 +318,7 @@ def text_scores(run, # loaded run
                ):
     "Return a table of land-cover and activity agreement per prompt and depth, without and with the dynamic encoder."
     import pandas as pd
-    r = tiles.region; month, hour = _month_hour(when)
+    r = tiles.region; month, hour = month_hour(when)
     cover = world.landcover(r.lat, r.lon); P = world.activity_probs(r.lat, r.lon, month, hour, cover)  # (N, C), (N, A)
     rows = []
     for prompt in prompts:
