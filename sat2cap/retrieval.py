@@ -283,6 +283,7 @@ def load_region_tiles(run, # loaded run
                       batch_size:int=64, # tiles per forward pass
                      ) -> RegionTiles:
     "Embed a region's tiles into a GeoParquet file and keep their thumbnails."
+    from sat2cap.embed import read_tiles, embed_region
     tiles = list(progress(read_tiles(src), desc="reading tiles", leave=False))
     region = embed_region(run, tiles, out_path, batch_size=batch_size)
     return RegionTiles(region, np.stack([thumbnail(t["overhead"], thumb) for t in tiles]))
