@@ -183,7 +183,7 @@ def encode_tiles(run, # loaded run: `.model.encode_image`, `.overhead_transform`
     return run.model.encode_image(x).float().cpu().numpy()
 
 # %% ../nbs/06_embed.ipynb #0a2b1a63
-def embed_region(run, # loaded run (`sat2cap.train.load_run`)
+def embed_region(run, # loaded run (`sat2cap.runs.load_run`)
                  tiles, # tile source for `read_tiles`, or an iterable of tile dicts
                  out_path, # destination GeoParquet
                  batch_size:int=64, # tiles per forward pass
@@ -352,7 +352,7 @@ def fast_similarity(region:Region, # tiles and embeddings
 
 # %% ../nbs/06_embed.ipynb #7d18144b
 def similarity_map(region, # a Region, its .parquet path, a GeoDataFrame with emb_* columns, or (lat, lon, emb)
-                   run, # loaded run (`sat2cap.train.load_run`)
+                   run, # loaded run (`sat2cap.runs.load_run`)
                    prompt:str, # text query
                    when=None, # None (static map) or a datetime / "YYYY-MM-DD HH:MM"
                    use_meta:bool=True, # False: ignore the date/time and location (image embedding only)

@@ -69,7 +69,7 @@ def _draw_tiles(axes, t:RegionTiles, res:dict):
 
 class Explorer:
     "Answer explorer queries: a prompt's map over a region at a date and hour, its top-k tiles and a caption."
-    def __init__(self, run, # loaded run (`sat2cap.train.load_run`)
+    def __init__(self, run, # loaded run (`sat2cap.runs.load_run`)
                  regions:dict|None=None, # name -> region (see `load_region_entry`); default REGIONS
                  gallery:Gallery|None=None, # ground photos whose captions stand in for a captioner
                  captioner=None, # `sat2cap.captions.Captioner`: embedding -> caption
