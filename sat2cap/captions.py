@@ -19,6 +19,9 @@ from .encoders import GroundEncoder, load_clip
 from .dynamic import when_meta
 from .runs import load_run
 from .synthworld import SynthWorld, day_phase, season, PHASES, SEASONS, LANDCOVER, ACTIVITIES, prompt_concepts
+import datetime as dt
+import pandas as pd, matplotlib.pyplot as plt
+from safetensors.torch import save_file, load_file
 
 # %% auto #0
 __all__ = ['PAD', 'EOS', 'UNK', 'PAPER_TIMES', 'KINDS', 'tokenize', 'WordVocab', 'pad_captions', 'CaptionerConfig', 'PrefixLM',
@@ -258,7 +261,6 @@ def save_captioner(cap:Captioner, # the captioner to save
                    out, # folder: captioner.json (config), vocab.json, captioner.safetensors
                   ) -> Path:
     "Write `cap`'s config, vocabulary and weights (safetensors) to `out`, each atomically."
-    from safetensors.torch import save_file
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
     cap.cfg.save(out/"captioner.json"); write_json(cap.vocab.itos, out/"vocab.json")
     with atomic_path(out/"captioner.safetensors") as tmp:
@@ -276,7 +278,6 @@ def _check_captioner(path, # folder written by `save_captioner`
 def load_captioner(path, # folder written by `save_captioner`
                   ) -> Captioner:
     "Load a captioner saved by `save_captioner` (no pickles)."
-    from safetensors.torch import load_file
     path = _check_captioner(path)
     model = ClipCapDecoder(CaptionerConfig.load(path/"captioner.json"))
     model.load_state_dict(load_file(str(path/"captioner.safetensors")))
@@ -375,7 +376,6 @@ def at_time(run, # loaded run
 
 # %% ../nbs/08_captions.ipynb #b6cfdb16
 def _label(when:str) -> str:
-    import datetime as dt
     return dt.datetime.strptime(when[:16], "%Y-%m-%d %H:%M").strftime("%b %d, %H:%M")
 
 def _truth_label(world, lat:float, when:str) -> str:
@@ -404,7 +404,6 @@ def plot_caption_table(overhead, # the PIL tile
                        title:str="", # figure title
                       ):
     "Draw the tile beside a table of its captions (paper Fig. 2); save it to `path`; return the figure."
-    import matplotlib.pyplot as plt
     fig = plt.figure(figsize=(12, 0.42 * len(rows) + 1.4))
     ax = fig.add_axes([0.01, 0.05, 0.17, 0.82]); ax.imshow(overhead); ax.axis("off")
     tb = fig.add_axes([0.2, 0.05, 0.79, 0.82]); tb.axis("off")
@@ -516,7 +515,6 @@ def agreement(world, # SynthWorld that wrote the data (`SynthWorld.from_manifest
               **kwargs, # `score_captions` thresholds
              ):
     "Return a DataFrame: one row per concept kind (and 'all'), one column per view."
-    import pandas as pd
     t = truth_table(world, res["lat"], res["lon"], res["month"], res["hour"])
     sc = {view: score_captions(caps, t, **kwargs) for view, caps in res["captions"].items()}
     return pd.DataFrame({view: {k: v[key] for k, v in s.items()} for view, s in sc.items()}).round(3)

@@ -15,6 +15,9 @@ from .data import read_samples
 from .encoders import TextEncoder
 from .dynamic import when_meta, features
 from .synthworld import frac_month
+import geopandas as gpd, shapely, rasterio
+from affine import Affine
+from PIL import Image
 
 # %% auto #0
 __all__ = ['EMB', 'PART_PREFIX', 'INFO_NAME', 'tile_sources', 'read_tiles', 'grid_step', 'tile_frame', 'Region', 'save_region',
@@ -53,7 +56,6 @@ def read_tiles(src, # SynthWorld dataset dir (uses its `region/`), shard dir, .t
                strict:bool|None=None, # shards: raise on a bad tile or cut-short shard instead of skipping it (None: `strict_reading`'s)
               ):
     "Yield tile dicts (`key`, `tile_id`, `lat`, `lon`, `overhead` PIL image) from `src`."
-    from PIL import Image
     kind, files = tile_sources(src)
     if kind == "folder":
         for f in files:
@@ -80,7 +82,6 @@ def tile_frame(lat, # (N,) tile-centre latitudes
                size:tuple|None=None, # (dlat, dlon) footprint in degrees; None infers it from the grid
               ):
     "Return a GeoDataFrame (tile_id, lat, lon, geometry in EPSG:4326) of tile footprints."
-    import geopandas as gpd, shapely
     lat, lon = np.asarray(lat, dtype=float), np.asarray(lon, dtype=float)
     tile_id = [str(i) for i in range(len(lat))] if tile_id is None else [str(t) for t in tile_id]
     dlat, dlon = size if size is not None else (grid_step(lat), grid_step(lon))
@@ -129,7 +130,6 @@ def save_region(region:Region, # tiles and embeddings
 def load_region(path, # a .parquet written by `save_region` / `embed_region`
                ) -> Region:
     "Read a region file: tiles as a GeoDataFrame and the embedding columns as one (N, D) float32 array."
-    import geopandas as gpd, pyarrow.parquet as pq
     path = Path(path)
     if not path.exists(): raise Sat2CapError(f"region file {str(path)!r} does not exist")
     names = pq.read_schema(path).names
@@ -151,9 +151,6 @@ def write_mosaic(images, # N overhead PIL images (or HxWx3 uint8 arrays)
                  size:tuple|None=None, # (dlat, dlon) tile size in degrees; None infers it from the grid
                 ) -> Path:
     "Write the tiles as one RGBA GeoTIFF mosaic in EPSG:4326 and return its path."
-    import rasterio
-    from affine import Affine
-    from PIL import Image
     lat, lon = np.asarray(lat, dtype=float), np.asarray(lon, dtype=float)
     dlat, dlon = size if size is not None else (grid_step(lat), grid_step(lon))
     if dlat <= 0 or dlon <= 0: raise Sat2CapError("a mosaic needs tiles on a grid (at least two distinct latitudes and longitudes)")
@@ -391,7 +388,6 @@ def tile_table(tile_id, # (n,) tile ids
                meta:dict|None=None, # stored as the part's `sat2cap` metadata (e.g. skip counts)
               ) -> pa.Table:
     "Return one part of a region dataset as a GeoParquet Arrow table."
-    import shapely
     emb = np.ascontiguousarray(emb, dtype=np.float32)                       # (n, D)
     corners = np.asarray(corners, dtype=float).reshape(len(emb), 4, 2)
     geom = shapely.polygons(np.concatenate([corners, corners[:, :1]], 1))  # (n,) closed rings
@@ -564,7 +560,6 @@ def tiles_in_box(path, # region dataset folder or region .parquet file
                  limit:int=100_000, # refuse boxes holding more tiles than this
                 ):
     "Return a GeoDataFrame (tile_id, lat, lon, score, footprint geometry) of the tiles in a small box."
-    import geopandas as gpd, shapely
     t, m, parts, n = text_embedding(run, prompt), parse_when(when), [], 0
     for cols, emb in scan_region(path, bbox, columns=("tile_id", "lat", "lon", "geometry")):
         n += len(emb)

@@ -18,6 +18,8 @@ from open_clip.pretrained import get_pretrained_cfg
 from fastcore.script import call_parse, store_true
 from .core import Sat2CapError, seed_everything, atomic_path, write_json, progress, check_positive, check_nonneg, check_choice, check_device, check_out_dir
 from .data import read_samples, split_shards
+from safetensors.torch import save_file
+from open_clip.model import _build_vision_tower
 
 # %% auto #0
 __all__ = ['TINY', 'CONFIG_NAME', 'WEIGHTS_NAME', 'SAT2CAP_OVERHEAD_MEAN', 'SAT2CAP_OVERHEAD_STD', 'tiny_config_path',
@@ -136,7 +138,6 @@ def save_clip(bundle:ClipBundle, # the CLIP to save
               out,               # folder to write (created if needed)
              ) -> Path:
     "Save `bundle` as `open_clip_config.json` + `open_clip_model.safetensors` in `out`, atomically per file."
-    from safetensors.torch import save_file
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
     sd = {k: v.detach().cpu().contiguous() for k, v in bundle.model.state_dict().items()}
     with atomic_path(out/WEIGHTS_NAME) as tmp: save_file(sd, str(tmp))
@@ -260,7 +261,6 @@ def hf_vision_config(config) -> dict:
 
 def visual_from_hf(hf_model) -> nn.Module:
     "Build an open_clip image tower with the weights of a transformers `CLIPVisionModelWithProjection`."
-    from open_clip.model import _build_vision_tower
     cfg = hf_vision_config(hf_model.config)
     visual = _build_vision_tower(cfg["embed_dim"], cfg["vision_cfg"], cfg["quick_gelu"])
     visual.load_state_dict(convert_hf_clip_vision(hf_model), strict=True)

@@ -11,6 +11,8 @@ from .core import Sat2CapError, save_figure
 from .retrieval import Gallery, RegionTiles, topk, thumbnail
 from .embed import Region, read_tiles, parse_when, similarity_map
 from .maps import region_for, plot_map
+import matplotlib.pyplot as plt, matplotlib.patheffects as pe
+from matplotlib.ticker import MaxNLocator
 
 # %% auto #0
 __all__ = ['REGIONS', 'when_of', 'region_thumbs', 'load_region_entry', 'Explorer', 'render_static', 'ExplorerPanel', 'explore']
@@ -118,15 +120,12 @@ class Explorer:
     def figure(self, res:dict, # a result of `Explorer.query`
               ):
         "Draw a query result as the panel's figure: map, top-k tiles, caption; return the figure."
-        import matplotlib.pyplot as plt
         t = self.tiles(res["region"]); r = t.region
         fig = plt.figure(figsize=(12, 5.4))
         gs = fig.add_gridspec(2, 4, width_ratios=[1.7, 1.7, 1, 1], left=0.06, right=0.98, top=0.86, bottom=0.16, wspace=0.25, hspace=0.35)
         ax = fig.add_subplot(gs[:, :2])
         plot_map(r, res["sims"], ax=ax, basemap=self.basemap if (r.mosaic or self.basemap != "offline") else "none",
                  title=f"{res['region']}: {len(r)} tiles")
-        import matplotlib.patheffects as pe
-        from matplotlib.ticker import MaxNLocator
         ax.xaxis.set_major_locator(MaxNLocator(5))
         for n, i in enumerate(res["top"]):
             ax.annotate(str(n + 1), (r.lon[i], r.lat[i]), color="white", fontsize=11, fontweight="bold", ha="center", va="center",
@@ -172,7 +171,6 @@ class ExplorerPanel:
 
     def update(self, change=None):
         "Re-run the query for the current control values and redraw the figure."
-        import matplotlib.pyplot as plt
         from IPython.display import display
         self.updates += 1
         try: res = self.explorer.query(self.prompt.value, self.date.value, self.hour.value, self.region.value, self.meta.value)

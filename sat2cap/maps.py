@@ -17,6 +17,11 @@ from .embed import tile_sources, read_tiles, month_hour
 from .runs import load_run
 from .synthworld import (SynthWorld, write_region, BBOX, ACTIVITIES, LANDCOVER, ACTIVITY_PHRASES, concept_truth, render_ground,
                                 prompt_concepts, caption_vocabulary, sun_hours, frac_month)
+import hashlib
+from dataclasses import asdict
+import geopandas as gpd
+import matplotlib.pyplot as plt
+from sklearn.metrics import roc_auc_score
 
 # %% auto #0
 __all__ = ['YEAR', 'FINE_STEP', 'score_map', 'localize', 'box_around', 'concepts_of', 'resolve_when', 'prompt_truth',
@@ -30,7 +35,6 @@ def score_map(sim, # (N,) map values (any monotone score)
               truth, # (N,) True where the prompt is true
              ) -> float:
     "Return the ROC AUC of `sim` against binary `truth`."
-    from sklearn.metrics import roc_auc_score
     sim, truth = np.asarray(sim, dtype=float).ravel(), np.asarray(truth).ravel()
     if sim.shape != truth.shape: raise Sat2CapError(f"map has {sim.size} tiles but truth has {truth.size}")
     truth = truth.astype(bool)
@@ -128,7 +132,6 @@ def world_of(run, # loaded run
 
 def _key(*parts) -> str:
     "Return a short stable hash of `parts`."
-    import hashlib
     return hashlib.sha1(json.dumps(parts, default=str).encode()).hexdigest()[:12]
 
 def _run_id(run) -> tuple:
@@ -145,7 +148,6 @@ def synth_region(run, # loaded run
                  image_size:int=64, # rendered tile size, px
                 ) -> Region:
     "Render a SynthWorld grid over `bbox`, embed it with `run` and return the Region (cached)."
-    from dataclasses import asdict
     cfg = {**asdict(world.config), "tile_deg": min(step, world.config.tile_deg)}
     out = Path(cache_dir) / f"region-{_key(cfg, bbox, step, image_size, _run_id(run))}"
     if is_complete(out): return load_region(out / "region.parquet")
@@ -248,7 +250,6 @@ def plot_map(region, # Region (or anything `as_region` takes)
              label:str="cosine similarity", # colour bar label
             ):
     "Draw per-tile `values` over a basemap and return the axes."
-    import matplotlib.pyplot as plt
     r = as_region(region); v = np.asarray(values, dtype=float)
     if v.shape != (len(r),): raise Sat2CapError(f"{v.size} values for a region of {len(r)} tiles")
     if ax is None: _, ax = plt.subplots(figsize=(7, 5))
@@ -276,7 +277,6 @@ def dynamic_maps(region, # Region of tiles
                  world=None, # SynthWorld: add each panel's AUC against its truth to the title
                 ):
     "Draw one map per date-time of `prompt` with a shared colour scale; return (figure, sims (T, N))."
-    import matplotlib.pyplot as plt
     r = as_region(region)
     sims = np.stack([similarity_map(r, run, prompt, w) for w in whens])  # (T, N)
     fig, axs = plt.subplots(1, len(whens), figsize=(6 * len(whens), 4.5), squeeze=False)
@@ -290,7 +290,6 @@ def dynamic_maps(region, # Region of tiles
 # %% ../nbs/09_maps.ipynb #b9bcbf2e
 def states():
     "Return the US state outlines (package data) as a GeoDataFrame in EPSG:4326."
-    import geopandas as gpd
     return gpd.read_file(data_path("us-states.geojson")).to_crs("EPSG:4326")
 
 def country_map(region, # CONUS Region (e.g. `region_for(run, "conus")`)
@@ -302,7 +301,6 @@ def country_map(region, # CONUS Region (e.g. `region_for(run, "conus")`)
                 world=None, # SynthWorld: add the AUC to the title
                ):
     "Draw the country-level map of `prompt` under the state outlines; return (figure, sims)."
-    import matplotlib.pyplot as plt
     r, when = as_region(region), resolve_when(prompt, when) if world is not None else when
     sim = similarity_map(r, run, prompt, when)
     fig, ax = plt.subplots(figsize=(11, 5.5))
@@ -353,7 +351,6 @@ def localize_figure(region, # Region over the box (`localize_region`)
                     path=None, # save the figure here (PNG)
                    ):
     "Draw the clipped 0-1 similarity over the box with a red spot at the maximum, its tile and ground scene; return (figure, info)."
-    import matplotlib.pyplot as plt
     r, when = as_region(region), resolve_when(prompt, when)
     loc = localize(similarity_map(r, run, prompt, when)); b = loc["best"]
     lat, lon = float(r.lat[b]), float(r.lon[b])
@@ -426,7 +423,6 @@ def draw_streamed(sm:StreamedMap, # from `stream_similarity`
                   vmin=None, vmax=None, # colour range
                  ) -> str:
     "Draw a streamed map over its imagery with the best tile marked (red star); return the basemap note."
-    import matplotlib.pyplot as plt
     x0, x1, y0, y1 = sm.extent
     note = _streamed_basemap(ax, sm.region, basemap)
     im = ax.imshow(sm.grid if values is None else values, extent=sm.extent, origin="upper", cmap=cmap, alpha=alpha,
@@ -446,7 +442,6 @@ def draw_box(tiles, # GeoDataFrame from `tiles_in_box`
              best:dict|None=None, # the tile to mark (default: the box's best)
             ):
     "Draw the paper's localization: tile footprints with 0-1 normalized similarity (below 0.5 clipped), red star at the best."
-    import matplotlib.pyplot as plt
     loc = localize(tiles.score.to_numpy())
     x0, y0, x1, y1 = tiles.total_bounds
     ax.set_xlim(x0, x1); ax.set_ylim(y0, y1)
@@ -465,7 +460,6 @@ def streamed_figure(sm:StreamedMap, # from `stream_similarity`
                     path=None, # save the figure here (PNG)
                    ):
     "Return a figure of a streamed map (and, with `localize_box`, the 24 km² box around its best tile)."
-    import matplotlib.pyplot as plt
     fig, axs = plt.subplots(1, 2 if localize_box else 1, figsize=(14 if localize_box else 8, 6), squeeze=False)
     note = draw_streamed(sm, axs[0, 0], basemap)
     axs[0, 0].set_title(f"{sm.prompt!r} at {sm.when or 'any time'}: {sm.tiles:,} tiles" + (f"\n({note})" if note else ""), fontsize=10)
@@ -498,7 +492,6 @@ def _map_region_data(r, region:str, prompt:str, when, out:str, basemap:str, box,
 
 def _map_synthworld(r, region:str, prompt:str, when, out:str, basemap:str, no_meta:bool, box, localize_box:bool):
     "Map a SynthWorld region (rendered and cached); print and return the output path."
-    import matplotlib.pyplot as plt
     spec = ",".join(map(str, box)) if box is not None else region
     kind, reg = parse_region(spec)[0], region_for(r, spec)
     try: when = resolve_when(prompt, when) if r.dynamic else when

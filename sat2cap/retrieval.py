@@ -15,6 +15,8 @@ from .encoders import GroundEncoder
 from .dynamic import when_meta
 from .embed import encode_tiles, read_tiles, embed_region, similarity_map, month_hour
 from .synthworld import prompt_concepts, ACTIVITIES, LANDCOVER
+import pandas as pd, matplotlib.pyplot as plt
+from PIL import Image
 
 # %% auto #0
 __all__ = ['PROMPTS', 'topk', 'night_share', 'landcover_agreement', 'activity_agreement', 'activity_landcovers', 'plot_grid',
@@ -80,7 +82,6 @@ def plot_grid(images, # (n, H, W, 3) uint8 images, row by row
               size:float=1.6, # inches per image for a new figure
              ):
     "Draw `images` as a grid without ticks; return the figure."
-    import matplotlib.pyplot as plt
     n = len(images); nrows = -(-n // ncols)
     if axes is None:
         fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows), squeeze=False)
@@ -127,7 +128,6 @@ def thumbnail(img, # PIL image
               px:int, # output side, px
              ) -> np.ndarray:
     "Return a PIL image as a (px, px, 3) uint8 array."
-    from PIL import Image
     return np.asarray(img.convert("RGB").resize((px, px), Image.BILINEAR))
 
 @torch.no_grad()
@@ -219,7 +219,6 @@ def plot_query_grids(query, # (S, S, 3) overhead tile
                      size:float=0.95, # inches per image for a new figure
                     ):
     "Draw an overhead query beside one grid of retrieved images per setting; return the figure."
-    import matplotlib.pyplot as plt
     nrows = -(-max(len(v) for v in grids.values()) // ncols)
     if fig is None: fig = plt.figure(figsize=(size * (ncols * len(grids) + nrows), size * nrows + 0.4), layout="constrained")
     subs = np.atleast_1d(fig.subfigures(1, 1 + len(grids), width_ratios=[nrows] + [ncols] * len(grids), wspace=0.02))
@@ -258,7 +257,6 @@ def overhead_to_ground_figure(run, # loaded run
                               path=None, # PNG destination
                              ):
     "Draw several tiles' top-k ground photos without the dynamic encoder (paper Fig. 8)."
-    import matplotlib.pyplot as plt
     idx = topk(query_embeddings(run, q, use_meta=False)[list(rows)], g.emb, k)[0]  # (R, k)
     fig = plt.figure(figsize=(0.95 * 6, 0.95 * 3 * len(rows) + 0.4), layout="constrained")
     for sf, i, ix in zip(np.atleast_1d(fig.subfigures(len(rows), 1)), rows, idx):
@@ -318,7 +316,6 @@ def text_scores(run, # loaded run
                 ks=(4, 20), # retrieval depths to score
                ):
     "Return a table of land-cover and activity agreement per prompt and depth, without and with the dynamic encoder."
-    import pandas as pd
     r = tiles.region; month, hour = month_hour(when)
     cover = world.landcover(r.lat, r.lon); P = world.activity_probs(r.lat, r.lon, month, hour, cover)  # (N, C), (N, A)
     rows = []
@@ -346,7 +343,6 @@ def text_to_overhead_figure(run, # loaded run
                             path=None, # PNG destination
                            ):
     "Draw each prompt's top-k tiles without and with the dynamic encoder (paper Fig. 4)."
-    import matplotlib.pyplot as plt
     P = len(prompts)
     fig, axes = plt.subplots(P, 2 * k + 1, figsize=(0.95 * (2 * k + 0.3), 1.1 * P + 0.5), squeeze=False,
                              gridspec_kw=dict(width_ratios=[1] * k + [0.3] + [1] * k, wspace=0.08, hspace=0.3))
