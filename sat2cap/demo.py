@@ -15,7 +15,7 @@ from .synthworld import SynthWorld, write_synthworld
 from .encoders import pretrain_clip
 from .runs import load_run
 from .train import make_config, train, evaluate_run
-from . import retrieval as R, captions as C, maps
+import sat2cap.retrieval as R, sat2cap.captions as C, sat2cap.maps as maps
 
 # %% auto #0
 __all__ = ['QUICK', 'PAPER_PROMPTS', 'DemoConfig', 'stage_hash', 'run_stage', 'world_stage', 'clip_stage', 'train_stage',
