@@ -19,7 +19,7 @@ from sat2cap.embed import Region, similarity_map, text_embedding, tile_frame, fa
 def get_run(run_dir):
     "Load a trained run, or build the tiny model with a random dynamic encoder."
     if run_dir:
-        from sat2cap.train import load_run
+        from sat2cap.runs import load_run
         return load_run(run_dir)
     from sat2cap.encoders import load_clip, overhead_preprocess
     from sat2cap.dynamic import Sat2Cap

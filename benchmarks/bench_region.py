@@ -20,7 +20,7 @@ def _run(clip:str, device:str):
     "A Run with random weights of `clip` (no checkpoint needed): what embed-region uses."
     from sat2cap.encoders import load_clip
     from sat2cap.dynamic import Sat2Cap
-    from sat2cap.train import Run, TrainConfig
+    from sat2cap.runs import Run, TrainConfig
     from sat2cap.data import overhead_eval_transform
     bundle = load_clip(clip, device=device)
     model = Sat2Cap.from_clip(bundle).to(device).eval()

@@ -189,7 +189,8 @@ def _tr(data): return sorted(str(p) for p in (Path(data) / "train").glob("*.tar"
 
 def bench_overlap(a):
     from sat2cap.synthworld import write_synthworld
-    from sat2cap.train import TrainConfig, train, auto_workers
+    from sat2cap.runs import TrainConfig, auto_workers
+    from sat2cap.train import train
     from sat2cap.core import torch_threads
     out = {"_up0": uptime(), "clip": "tiny", "image_size": 64, "batch_size": 64, "steps": a.steps,
            "threads": "the step uses 1 torch thread in every variant (1 core for the step, the other for the loader worker)"}

@@ -15,6 +15,13 @@ from .core import Sat2CapError, seed_everything, atomic_path, write_json, progre
 from .core import check_positive, check_nonneg, check_choice, check_out_dir
 from .data import read_samples, strict_reading, split_shards
 from .encoders import check_clip
+from .encoders import GroundEncoder, load_clip
+from .dynamic import when_meta
+from .runs import load_run
+from .synthworld import SynthWorld, day_phase, season, PHASES, SEASONS, LANDCOVER, ACTIVITIES, prompt_concepts
+import datetime as dt
+import pandas as pd, matplotlib.pyplot as plt
+from safetensors.torch import save_file, load_file
 
 # %% auto #0
 __all__ = ['PAD', 'EOS', 'UNK', 'PAPER_TIMES', 'KINDS', 'tokenize', 'WordVocab', 'pad_captions', 'CaptionerConfig', 'PrefixLM',
@@ -254,7 +261,6 @@ def save_captioner(cap:Captioner, # the captioner to save
                    out, # folder: captioner.json (config), vocab.json, captioner.safetensors
                   ) -> Path:
     "Write `cap`'s config, vocabulary and weights (safetensors) to `out`, each atomically."
-    from safetensors.torch import save_file
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
     cap.cfg.save(out/"captioner.json"); write_json(cap.vocab.itos, out/"vocab.json")
     with atomic_path(out/"captioner.safetensors") as tmp:
@@ -272,7 +278,6 @@ def _check_captioner(path, # folder written by `save_captioner`
 def load_captioner(path, # folder written by `save_captioner`
                   ) -> Captioner:
     "Load a captioner saved by `save_captioner` (no pickles)."
-    from safetensors.torch import load_file
     path = _check_captioner(path)
     model = ClipCapDecoder(CaptionerConfig.load(path/"captioner.json"))
     model.load_state_dict(load_file(str(path/"captioner.safetensors")))
@@ -282,7 +287,6 @@ def load_captioner(path, # folder written by `save_captioner`
 def when_fields(when:str, # "YYYY-MM-DD HH:MM[:SS.0]"
                ) -> dict:
     "Return `year`, `doy`, `hour` (dynamic encoder) and fractional `month` (SynthWorld truth) of a date-time."
-    from sat2cap.dynamic import when_meta
     m = when_meta(when)
     mo, d = int(when.strip()[5:7]), int(when.strip()[8:10])
     return dict(m, month=mo + (d - 1) / 30.4)
@@ -299,7 +303,6 @@ def ground_embeddings(clip, # ClipBundle (frozen ground encoder and its transfor
                       batch_size:int=128, # photos per forward pass
                      ) -> torch.Tensor:
     "Return the (N, D) unit CLIP embeddings of ground photos."
-    from sat2cap.encoders import GroundEncoder
     enc = GroundEncoder(clip).eval()
     out = [enc(torch.stack([clip.preprocess(im) for im in images[i:i+batch_size]]).to(clip.device)).float().cpu()
            for i in range(0, len(images), batch_size)]
@@ -325,9 +328,7 @@ def as_clip(clip, # ClipBundle, a `load_clip` spec, or a Sat2Cap run folder (its
     "Return a ClipBundle for `clip`."
     if not isinstance(clip, (str, Path)): return clip
     if (Path(clip)/"checkpoints").is_dir():
-        from sat2cap.train import load_run
         return load_run(clip).clip
-    from sat2cap.encoders import load_clip
     return load_clip(str(clip))
 
 def train_captioner(data, # SynthWorld dataset folder with train/ shards
@@ -375,12 +376,10 @@ def at_time(run, # loaded run
 
 # %% ../nbs/08_captions.ipynb #b6cfdb16
 def _label(when:str) -> str:
-    import datetime as dt
     return dt.datetime.strptime(when[:16], "%Y-%m-%d %H:%M").strftime("%b %d, %H:%M")
 
 def _truth_label(world, lat:float, when:str) -> str:
     "Return ' (phase, season)' of SynthWorld's truth at `when` and latitude `lat`."
-    from sat2cap.synthworld import day_phase, season, PHASES, SEASONS
     m = when_fields(when)
     return f" ({PHASES[int(day_phase(m['hour'], m['month'], lat))]}, {SEASONS[int(season(m['month']))]})"
 
@@ -405,7 +404,6 @@ def plot_caption_table(overhead, # the PIL tile
                        title:str="", # figure title
                       ):
     "Draw the tile beside a table of its captions (paper Fig. 2); save it to `path`; return the figure."
-    import matplotlib.pyplot as plt
     fig = plt.figure(figsize=(12, 0.42 * len(rows) + 1.4))
     ax = fig.add_axes([0.01, 0.05, 0.17, 0.82]); ax.imshow(overhead); ax.axis("off")
     tb = fig.add_axes([0.2, 0.05, 0.79, 0.82]); tb.axis("off")
@@ -424,7 +422,6 @@ def truth_table(world, # SynthWorld
                 lat, lon, month, hour, # (N,) tiles, fractional months, local solar hours
                ) -> dict:
     "Return the truth arrays scoring needs: phase, season, cover (N, C), snow, activity (N, A) probabilities."
-    from sat2cap.synthworld import day_phase, season
     lat, lon = np.atleast_1d(np.asarray(lat, dtype=float)), np.atleast_1d(np.asarray(lon, dtype=float))
     month, hour = (np.broadcast_to(np.asarray(v, dtype=float), lat.shape) for v in (month, hour))
     cover = world.landcover(lat, lon)
@@ -434,7 +431,6 @@ def truth_table(world, # SynthWorld
 # %% ../nbs/08_captions.ipynb #2ab4943e
 def _agrees(kind:str, name:str, t:dict, i:int, min_cover:float, min_snow:float, top_k:int) -> bool:
     "Return whether concept (kind, name) holds for sample `i` of truth table `t`."
-    from sat2cap.synthworld import PHASES, SEASONS, LANDCOVER, ACTIVITIES
     if kind == "time": return bool(t["phase"][i] != 0) if name == "day" else PHASES[t["phase"][i]] == name
     if kind == "season": return SEASONS[t["season"][i]] == name
     if kind == "landcover": return bool(t["cover"][i][LANDCOVER.index(name)] >= min_cover)
@@ -449,7 +445,6 @@ def score_captions(captions:list[str], # N captions
                    top_k:int=3, # an activity is right when among the top_k most likely
                   ) -> dict:
     "Return {kind: {agree, mentions, n}} and {'all': ...}: how often the concepts captions name are true."
-    from sat2cap.synthworld import prompt_concepts
     hits, named = {k: [] for k in KINDS}, {k: 0 for k in KINDS}
     for i, c in enumerate(captions):
         cs = prompt_concepts(c)
@@ -520,7 +515,6 @@ def agreement(world, # SynthWorld that wrote the data (`SynthWorld.from_manifest
               **kwargs, # `score_captions` thresholds
              ):
     "Return a DataFrame: one row per concept kind (and 'all'), one column per view."
-    import pandas as pd
     t = truth_table(world, res["lat"], res["lon"], res["month"], res["hour"])
     sc = {view: score_captions(caps, t, **kwargs) for view, caps in res["captions"].items()}
     return pd.DataFrame({view: {k: v[key] for k, v in s.items()} for view, s in sc.items()}).round(3)
@@ -633,8 +627,6 @@ def caption_score_cli(run:str, # Sat2Cap run folder
                       strict:store_true=False, # stop at the first bad sample or cut-short shard, naming shard and key (default: skip and count)
                      ):
     "Print JSON: caption agreement with SynthWorld's truth per concept kind and view."
-    from sat2cap.train import load_run
-    from sat2cap.synthworld import SynthWorld
     check_positive("--limit", limit)
     check_choice("--split", split, ("val", "test"))
     _check_data(data, split)

@@ -11,8 +11,9 @@ import numpy as np
 
 # %% auto #0
 __all__ = ['MARKER', 'LOCK_NAME', 'Sat2CapError', 'Sat2CapWarning', 'warn', 'seed_everything', 'data_path', 'atomic_path',
-           'write_json', 'mark_complete', 'is_complete', 'check_positive', 'check_nonneg', 'check_fraction',
-           'check_choice', 'check_device', 'check_out_dir', 'run_lock', 'torch_threads', 'chunks', 'progress']
+           'write_json', 'mark_complete', 'is_complete', 'save_figure', 'check_positive', 'check_nonneg',
+           'check_fraction', 'check_choice', 'check_device', 'check_out_dir', 'run_lock', 'torch_threads', 'chunks',
+           'progress']
 
 # %% ../nbs/00_core.ipynb #8c3c9953
 class Sat2CapError(Exception):
@@ -84,6 +85,21 @@ def mark_complete(folder, # a folder whose files are all written
 def is_complete(folder) -> bool:
     "Return True when `folder` holds its completion marker."
     return (Path(folder) / MARKER).is_file()
+
+# %% ../nbs/00_core.ipynb #b7e1f002
+def save_figure(fig, # matplotlib figure
+                path=None, # PNG destination (folders are created); nothing is written when None
+                dpi:int=100, # resolution of the PNG, and of the figure once closed
+                keep_open:bool=False, # leave the figure open (the notebook shows it at the end of the cell)
+               ):
+    "Save `fig` as a PNG atomically when `path` is given; close it unless `keep_open`; return it."
+    if path is not None:
+        with atomic_path(path) as tmp: fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
+    if keep_open: return fig
+    import matplotlib.pyplot as plt   # lazy: `sat2cap.core` stays light for `import sat2cap` and `sat2cap --help`
+    fig.set_dpi(dpi)                  # displayed at the saved resolution
+    plt.close(fig)
+    return fig
 
 # %% ../nbs/00_core.ipynb #0c8d24c8
 def check_positive(name:str, # option name shown to the user, e.g. "--batch-size"

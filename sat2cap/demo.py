@@ -10,6 +10,12 @@ from pathlib import Path
 from fastcore.script import call_parse, store_true
 from .core import Sat2CapError, write_json, progress, check_out_dir
 from .data import strict_reading
+from .core import atomic_path
+from .synthworld import SynthWorld, write_synthworld, prompt_concepts
+from .encoders import pretrain_clip
+from .runs import load_run
+from .train import make_config, train, evaluate_run
+import sat2cap.retrieval as R, sat2cap.captions as C, sat2cap.maps as maps
 
 # %% auto #0
 __all__ = ['QUICK', 'PAPER_PROMPTS', 'DemoConfig', 'stage_hash', 'run_stage', 'world_stage', 'clip_stage', 'train_stage',
@@ -58,13 +64,11 @@ def run_stage(out:Path, # demo output folder
 # %% ../nbs/11_demo.ipynb #547200df
 def world_stage(out, cfg:DemoConfig) -> tuple:
     "Generate (or reuse) the SynthWorld dataset."
-    from sat2cap.synthworld import write_synthworld
     s = dict(n_samples=cfg.n_samples, seed=cfg.seed, image_size=cfg.image_size, region_step=cfg.region_step)
     return run_stage(out, "world", s, lambda d: write_synthworld(d, **s)["counts"])
 
 def clip_stage(out, cfg:DemoConfig, world:Path) -> tuple:
     "Pretrain (or reuse) the embedded tiny CLIP on the world's photos and captions."
-    from sat2cap.encoders import pretrain_clip
     s = dict(world=world.name, steps=cfg.clip_steps, seed=cfg.seed, gallery=cfg.gallery)
     def fn(d):
         m = pretrain_clip(world, d, steps=cfg.clip_steps, seed=cfg.seed, gallery=cfg.gallery)
@@ -74,7 +78,6 @@ def clip_stage(out, cfg:DemoConfig, world:Path) -> tuple:
 # %% ../nbs/11_demo.ipynb #3a8efcca
 def train_stage(out, cfg:DemoConfig, world:Path, clip:Path) -> tuple:
     "Train (or reuse) Sat2Cap on the world with the pretrained CLIP."
-    from sat2cap.train import make_config, train
     s = dict(world=world.name, clip=clip.name, steps=cfg.train_steps, batch_size=cfg.batch_size, seed=cfg.seed)
     def fn(d):
         tc = make_config(world, d, clip=str(clip), steps=cfg.train_steps, batch_size=cfg.batch_size, seed=cfg.seed,
@@ -85,7 +88,6 @@ def train_stage(out, cfg:DemoConfig, world:Path, clip:Path) -> tuple:
 
 def eval_stage(out, cfg:DemoConfig, world:Path, run:Path) -> tuple:
     "Evaluate (or reuse the evaluation of) the run on the held-out gallery."
-    from sat2cap.train import evaluate_run
     s = dict(world=world.name, run=run.name, gallery=cfg.gallery)
     return run_stage(out, "evaluate", s, lambda d: evaluate_run(run, world, cfg.gallery, device="cpu"))
 
@@ -96,7 +98,6 @@ PAPER_PROMPTS = ["people driving cars", "people riding horses", "person on a lon
 
 def map_figures(d:Path, run, world) -> dict:
     "Score the paper's prompts over CONUS and draw the country, July-vs-January and localization maps."
-    from sat2cap import maps
     conus = maps.region_for(run, "conus", cache_dir=d / "regions")
     aucs = [maps.score_prompt(conus, run, world, p) for p in progress(PAPER_PROMPTS, desc="map AUC")]
     para = maps.paraphrase_scores(conus, run, world)
@@ -111,7 +112,6 @@ def map_figures(d:Path, run, world) -> dict:
 # %% ../nbs/11_demo.ipynb #e2f83422
 def retrieval_figures(d:Path, run, world, data:Path, n:int) -> dict:
     "Score overhead->ground (night share) and text->overhead retrieval and draw paper Figs. 1, 4 and 8."
-    from sat2cap import retrieval as R
     g, q = R.load_heldout(run, data, n=n)
     night = R.night_scores(run, g, q)
     R.day_night_figure(run, g, q, 0, path=d / "fig1_day_night.png")
@@ -124,8 +124,6 @@ def retrieval_figures(d:Path, run, world, data:Path, n:int) -> dict:
 
 def caption_figures(d:Path, run, world, data:Path, steps:int) -> dict:
     "Train the caption decoder in the run's CLIP space, draw the dynamic-caption table and score captions."
-    from sat2cap import captions as C
-    from sat2cap.synthworld import prompt_concepts
     cap = C.train_captioner(data, run.clip, d / "captioner", steps=steps)
     res = C.caption_at_times(run, cap, data, limit=100)
     table = C.agreement(world, res)
@@ -143,8 +141,6 @@ def figures_stage(out, cfg:DemoConfig, world:Path, run:Path) -> tuple:
     "Draw (or reuse) every figure and collect its scores."
     s = dict(world=world.name, run=run.name, gallery=cfg.gallery, caption_steps=cfg.caption_steps)
     def fn(d):
-        from sat2cap.train import load_run
-        from sat2cap.synthworld import SynthWorld
         r, w = load_run(run), SynthWorld.from_manifest(world)
         return {**map_figures(d, r, w), **retrieval_figures(d, r, w, world, cfg.gallery),
                 **caption_figures(d, r, w, world, cfg.caption_steps)}
@@ -209,7 +205,6 @@ def write_report(out:Path, # demo folder
 
 def write_text(path, text:str) -> Path:
     "Write `text` to `path` atomically."
-    from sat2cap.core import atomic_path
     with atomic_path(path) as t: Path(t).write_text(text)
     return Path(path)
 

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 from .core import Sat2CapError
+from .encoders import OverheadEncoder
 
 # %% auto #0
 __all__ = ['N_FEATURES', 'days_in_year', 'features', 'when_meta', 'DynamicEncoder', 'Sat2Cap']
@@ -79,7 +80,6 @@ class Sat2Cap(nn.Module):
     @classmethod
     def from_clip(cls, clip, hidden:int=64):
         "Build from a `ClipBundle`: a trainable copy of its image tower plus a fresh dynamic encoder."
-        from sat2cap.encoders import OverheadEncoder
         return cls(OverheadEncoder(clip), clip.embed_dim, hidden)
 
     def encode_image(self, overhead:torch.Tensor) -> torch.Tensor:

@@ -12,13 +12,19 @@ import torch.nn.functional as F
 from .core import Sat2CapError, atomic_path, progress, torch_threads, chunks
 import pyarrow as pa, pyarrow.parquet as pq, pyarrow.dataset as pds
 from .data import read_samples
+from .encoders import TextEncoder
+from .dynamic import when_meta, features
+from .synthworld import frac_month
+import geopandas as gpd, shapely, rasterio
+from affine import Affine
+from PIL import Image
 
 # %% auto #0
 __all__ = ['EMB', 'PART_PREFIX', 'INFO_NAME', 'tile_sources', 'read_tiles', 'grid_step', 'tile_frame', 'Region', 'save_region',
            'load_region', 'write_mosaic', 'encode_tiles', 'embed_region', 'parse_when', 'format_when', 'text_embedding',
-           'as_region', 'tile_embeddings', 'direct_similarity', 'fast_dynamic', 'fast_similarity', 'similarity_map',
-           'part_name', 'tile_table', 'write_part', 'region_parts', 'region_info', 'part_meta', 'open_region',
-           'scan_region', 'StreamedMap', 'stream_similarity', 'tiles_in_box']
+           'month_hour', 'as_region', 'tile_embeddings', 'direct_similarity', 'fast_dynamic', 'fast_similarity',
+           'similarity_map', 'part_name', 'tile_table', 'write_part', 'region_parts', 'region_info', 'part_meta',
+           'open_region', 'scan_region', 'StreamedMap', 'stream_similarity', 'tiles_in_box']
 
 # %% ../nbs/06_embed.ipynb #c286b89c
 _IMG_EXT = (".jpg", ".jpeg", ".png", ".tif", ".tiff")
@@ -50,7 +56,6 @@ def read_tiles(src, # SynthWorld dataset dir (uses its `region/`), shard dir, .t
                strict:bool|None=None, # shards: raise on a bad tile or cut-short shard instead of skipping it (None: `strict_reading`'s)
               ):
     "Yield tile dicts (`key`, `tile_id`, `lat`, `lon`, `overhead` PIL image) from `src`."
-    from PIL import Image
     kind, files = tile_sources(src)
     if kind == "folder":
         for f in files:
@@ -77,7 +82,6 @@ def tile_frame(lat, # (N,) tile-centre latitudes
                size:tuple|None=None, # (dlat, dlon) footprint in degrees; None infers it from the grid
               ):
     "Return a GeoDataFrame (tile_id, lat, lon, geometry in EPSG:4326) of tile footprints."
-    import geopandas as gpd, shapely
     lat, lon = np.asarray(lat, dtype=float), np.asarray(lon, dtype=float)
     tile_id = [str(i) for i in range(len(lat))] if tile_id is None else [str(t) for t in tile_id]
     dlat, dlon = size if size is not None else (grid_step(lat), grid_step(lon))
@@ -126,7 +130,6 @@ def save_region(region:Region, # tiles and embeddings
 def load_region(path, # a .parquet written by `save_region` / `embed_region`
                ) -> Region:
     "Read a region file: tiles as a GeoDataFrame and the embedding columns as one (N, D) float32 array."
-    import geopandas as gpd, pyarrow.parquet as pq
     path = Path(path)
     if not path.exists(): raise Sat2CapError(f"region file {str(path)!r} does not exist")
     names = pq.read_schema(path).names
@@ -148,9 +151,6 @@ def write_mosaic(images, # N overhead PIL images (or HxWx3 uint8 arrays)
                  size:tuple|None=None, # (dlat, dlon) tile size in degrees; None infers it from the grid
                 ) -> Path:
     "Write the tiles as one RGBA GeoTIFF mosaic in EPSG:4326 and return its path."
-    import rasterio
-    from affine import Affine
-    from PIL import Image
     lat, lon = np.asarray(lat, dtype=float), np.asarray(lon, dtype=float)
     dlat, dlon = size if size is not None else (grid_step(lat), grid_step(lon))
     if dlat <= 0 or dlon <= 0: raise Sat2CapError("a mosaic needs tiles on a grid (at least two distinct latitudes and longitudes)")
@@ -180,7 +180,7 @@ def encode_tiles(run, # loaded run: `.model.encode_image`, `.overhead_transform`
     return run.model.encode_image(x).float().cpu().numpy()
 
 # %% ../nbs/06_embed.ipynb #0a2b1a63
-def embed_region(run, # loaded run (`sat2cap.train.load_run`)
+def embed_region(run, # loaded run (`sat2cap.runs.load_run`)
                  tiles, # tile source for `read_tiles`, or an iterable of tile dicts
                  out_path, # destination GeoParquet
                  batch_size:int=64, # tiles per forward pass
@@ -207,7 +207,6 @@ def embed_region(run, # loaded run (`sat2cap.train.load_run`)
 def parse_when(when, # None, a datetime, or "YYYY-MM-DD HH:MM"
               ) -> dict|None:
     "Return the dynamic encoder's `year`, `doy`, `hour` for `when` (None stays None)."
-    from sat2cap.dynamic import when_meta
     if when is None: return None
     if isinstance(when, (dt.datetime, dt.date)): when = when.strftime("%Y-%m-%d %H:%M")
     if not isinstance(when, str): raise Sat2CapError(f"cannot read date-time {when!r}: expected 'YYYY-MM-DD HH:MM'")
@@ -225,9 +224,17 @@ def text_embedding(run, # loaded run: `.clip` is its ClipBundle
                    prompt:str, # the text query
                   ) -> torch.Tensor:
     "Return the (D,) normalized CLIP text embedding of `prompt`."
-    from sat2cap.encoders import TextEncoder
     if not isinstance(prompt, str) or not prompt.strip(): raise Sat2CapError("the prompt is empty: give a text query such as 'people riding horses'")
     return TextEncoder(run.clip).encode([prompt.strip()])[0].float().cpu()  # (D,)
+
+# %% ../nbs/06_embed.ipynb #c4d1a001
+def month_hour(when, # a datetime or any form `parse_when` reads
+              ) -> tuple[float, float]:
+    "Return the fractional month (SynthWorld's `frac_month`) and the fractional hour of `when`: the clock SynthWorld's truth takes."
+    m = parse_when(when)
+    if m is None: raise Sat2CapError("a date-time is needed: 'YYYY-MM-DD HH:MM'")
+    d = dt.date(m["year"], 1, 1) + dt.timedelta(days=m["doy"] - 1)
+    return float(frac_month(d.month, d.day)), float(m["hour"])
 
 # %% ../nbs/06_embed.ipynb #97bb8e67
 def as_region(x, # a Region, a region .parquet path, a GeoDataFrame with emb_* columns, or (lat, lon, emb)
@@ -281,7 +288,6 @@ _T0 = dict(year=2000., doy=1., hour=0.)
 
 def _time_shift(m:dict, dev) -> torch.Tensor|None:
     "Return f(x, T) - f(x, T0) (same for every x), or None when the features are not separable."
-    from sat2cap.dynamic import features
     lat, lon = torch.tensor([0., 37.5]), torch.tensor([0., -101.2])
     T = {k: torch.tensor(float(m[k])) for k in ("year", "doy", "hour")}
     d = features(lat, lon, **T) - features(lat, lon, **{k: torch.tensor(v) for k, v in _T0.items()})  # (2, F)
@@ -303,7 +309,6 @@ def fast_dynamic(region:Region, # tiles and embeddings (the cache is kept on it)
     key = _params_key(run.model)
     cache = getattr(region, "_fast", None)
     if cache is not None and cache["key"] == key: return cache
-    from sat2cap.dynamic import features
     W1, b1, W2, b2 = parts; dev = W1.device
     lat, lon = torch.from_numpy(region.lat), torch.from_numpy(region.lon)
     N, H = len(region), W1.shape[0]
@@ -344,7 +349,7 @@ def fast_similarity(region:Region, # tiles and embeddings
 
 # %% ../nbs/06_embed.ipynb #7d18144b
 def similarity_map(region, # a Region, its .parquet path, a GeoDataFrame with emb_* columns, or (lat, lon, emb)
-                   run, # loaded run (`sat2cap.train.load_run`)
+                   run, # loaded run (`sat2cap.runs.load_run`)
                    prompt:str, # text query
                    when=None, # None (static map) or a datetime / "YYYY-MM-DD HH:MM"
                    use_meta:bool=True, # False: ignore the date/time and location (image embedding only)
@@ -383,7 +388,6 @@ def tile_table(tile_id, # (n,) tile ids
                meta:dict|None=None, # stored as the part's `sat2cap` metadata (e.g. skip counts)
               ) -> pa.Table:
     "Return one part of a region dataset as a GeoParquet Arrow table."
-    import shapely
     emb = np.ascontiguousarray(emb, dtype=np.float32)                       # (n, D)
     corners = np.asarray(corners, dtype=float).reshape(len(emb), 4, 2)
     geom = shapely.polygons(np.concatenate([corners, corners[:, :1]], 1))  # (n,) closed rings
@@ -556,7 +560,6 @@ def tiles_in_box(path, # region dataset folder or region .parquet file
                  limit:int=100_000, # refuse boxes holding more tiles than this
                 ):
     "Return a GeoDataFrame (tile_id, lat, lon, score, footprint geometry) of the tiles in a small box."
-    import geopandas as gpd, shapely
     t, m, parts, n = text_embedding(run, prompt), parse_when(when), [], 0
     for cols, emb in scan_region(path, bbox, columns=("tile_id", "lat", "lon", "geometry")):
         n += len(emb)

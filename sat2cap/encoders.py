@@ -18,13 +18,15 @@ from open_clip.pretrained import get_pretrained_cfg
 from fastcore.script import call_parse, store_true
 from .core import Sat2CapError, seed_everything, atomic_path, write_json, progress, check_positive, check_nonneg, check_choice, check_device, check_out_dir
 from .data import read_samples, split_shards
+from safetensors.torch import save_file
+from open_clip.model import _build_vision_tower
 
 # %% auto #0
 __all__ = ['TINY', 'CONFIG_NAME', 'WEIGHTS_NAME', 'SAT2CAP_OVERHEAD_MEAN', 'SAT2CAP_OVERHEAD_STD', 'tiny_config_path',
            'register_tiny_clip', 'ClipBundle', 'load_clip', 'save_clip', 'GroundEncoder', 'OverheadEncoder',
            'TextEncoder', 'overhead_preprocess', 'convert_hf_clip_vision', 'hf_vision_config', 'visual_from_hf',
-           'load_sat2cap_hf', 'read_pairs', 'caption_to_photo_recall', 'embed_pairs', 'train_clip', 'pretrain_clip',
-           'pretrain_clip_cli', 'check_clip']
+           'load_sat2cap_hf', 'read_pairs', 'pair_ranks', 'retrieval_metrics', 'embed_pairs', 'train_clip',
+           'pretrain_clip', 'pretrain_clip_cli', 'check_clip']
 
 # %% ../nbs/02_encoders.ipynb #eb51d88d
 TINY = "sat2cap-tiny"
@@ -136,7 +138,6 @@ def save_clip(bundle:ClipBundle, # the CLIP to save
               out,               # folder to write (created if needed)
              ) -> Path:
     "Save `bundle` as `open_clip_config.json` + `open_clip_model.safetensors` in `out`, atomically per file."
-    from safetensors.torch import save_file
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
     sd = {k: v.detach().cpu().contiguous() for k, v in bundle.model.state_dict().items()}
     with atomic_path(out/WEIGHTS_NAME) as tmp: save_file(sd, str(tmp))
@@ -260,7 +261,6 @@ def hf_vision_config(config) -> dict:
 
 def visual_from_hf(hf_model) -> nn.Module:
     "Build an open_clip image tower with the weights of a transformers `CLIPVisionModelWithProjection`."
-    from open_clip.model import _build_vision_tower
     cfg = hf_vision_config(hf_model.config)
     visual = _build_vision_tower(cfg["embed_dim"], cfg["vision_cfg"], cfg["quick_gelu"])
     visual.load_state_dict(convert_hf_clip_vision(hf_model), strict=True)
@@ -296,14 +296,17 @@ def read_pairs(shards, # shards (see `sat2cap.data.resolve_shards`) with groundl
     return torch.stack(ims), bundle.tokenizer(caps), caps
 
 # %% ../nbs/02_encoders.ipynb #c3bb9486
-def caption_to_photo_recall(text_emb, # (G, D) normalized caption embeddings
-                            img_emb,  # (G, D) normalized photo embeddings; row i belongs to caption i
-                            ks=(1, 5, 10), # recall cut-offs
-                           ) -> dict:
-    "Return R@k and the median rank of each caption's own photo among all photos."
-    sims = text_emb @ img_emb.T                         # (G, G)
-    ranks = (sims > sims.diagonal()[:, None]).sum(1) + 1  # (G,) 1-based
-    return {f"R@{k}": float((ranks <= k).float().mean()) for k in ks} | {"median_rank": float(ranks.float().median())}
+def pair_ranks(queries:torch.Tensor, # (N, D) normalized query embeddings
+               gallery:torch.Tensor, # (N, D) normalized gallery embeddings, row i paired with query i
+              ) -> torch.Tensor:
+    "Return (N,) 1-based ranks of each query's paired gallery item."
+    sim = queries.float() @ gallery.float().T                  # (N, N)
+    return 1 + (sim > sim.diagonal()[:, None]).sum(1)
+
+def retrieval_metrics(queries, gallery, ks=(1, 5, 10)) -> dict:
+    "Return R@k (fractions) and the median rank of queries->gallery."
+    r = pair_ranks(queries, gallery).float()
+    return {**{f"R@{k}": round((r <= k).float().mean().item(), 4) for k in ks}, "median_rank": r.median().item()}
 
 @torch.no_grad()
 def embed_pairs(model, images, tokens, batch_size:int=256) -> tuple:
@@ -370,9 +373,9 @@ def pretrain_clip(data,                  # SynthWorld folder with train/ and val
     seed_everything(seed); bundle = load_clip(spec, device, seed)
     tr_im, tr_tok, _ = read_pairs(split_shards(data, "train"), bundle, max_train, strict)
     ev_im, ev_tok, _ = read_pairs(split_shards(data, eval_split), bundle, gallery, strict)
-    at_init = caption_to_photo_recall(*embed_pairs(bundle.model, ev_im, ev_tok))
+    at_init = retrieval_metrics(*embed_pairs(bundle.model, ev_im, ev_tok))
     losses = train_clip(bundle.model, tr_im, tr_tok, steps, batch_size, lr, warmup=warmup, seed=seed)
-    bundle.model.eval(); after = caption_to_photo_recall(*embed_pairs(bundle.model, ev_im, ev_tok))
+    bundle.model.eval(); after = retrieval_metrics(*embed_pairs(bundle.model, ev_im, ev_tok))
     save_clip(bundle, out); g = len(ev_im)
     metrics = {"R@10": after["R@10"], "chance_R@10": min(10, g) / g, "gallery": g, "eval_split": eval_split,
                "caption_to_ground": after, "caption_to_ground_at_init": at_init, "train_pairs": len(tr_im),

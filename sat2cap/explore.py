@@ -7,8 +7,12 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 import numpy as np, torch
-from .core import Sat2CapError
-from .retrieval import Gallery, RegionTiles, topk, save_figure, thumbnail
+from .core import Sat2CapError, save_figure
+from .retrieval import Gallery, RegionTiles, topk, thumbnail
+from .embed import Region, read_tiles, parse_when, similarity_map
+from .maps import region_for, plot_map
+import matplotlib.pyplot as plt, matplotlib.patheffects as pe
+from matplotlib.ticker import MaxNLocator
 
 # %% auto #0
 __all__ = ['REGIONS', 'when_of', 'region_thumbs', 'load_region_entry', 'Explorer', 'render_static', 'ExplorerPanel', 'explore']
@@ -37,7 +41,6 @@ def region_thumbs(region, # sat2cap.embed.Region
                   px:int=64, # thumbnail size
                  ) -> np.ndarray|None:
     "Return (N, px, px, 3) thumbnails of a region's tiles from the shards beside its file, or None."
-    from sat2cap.embed import read_tiles
     d = Path(region.mosaic).parent if region.mosaic else None
     if d is None or not (d / "region").exists(): return None
     th = {t["tile_id"]: thumbnail(t["overhead"], px) for t in read_tiles(d)}
@@ -50,10 +53,8 @@ def load_region_entry(run, # loaded run
                       cache_dir=None, # where rendered regions are cached (default RUN/maps)
                      ) -> RegionTiles:
     "Return a region entry as RegionTiles (thumbs None when no tile images can be found)."
-    from sat2cap.embed import Region
     if isinstance(spec, RegionTiles): return spec
     if isinstance(spec, Region): return RegionTiles(spec, region_thumbs(spec))
-    from sat2cap.maps import region_for
     r = region_for(run, str(spec), cache_dir)
     return RegionTiles(r, region_thumbs(r))
 
@@ -70,7 +71,7 @@ def _draw_tiles(axes, t:RegionTiles, res:dict):
 
 class Explorer:
     "Answer explorer queries: a prompt's map over a region at a date and hour, its top-k tiles and a caption."
-    def __init__(self, run, # loaded run (`sat2cap.train.load_run`)
+    def __init__(self, run, # loaded run (`sat2cap.runs.load_run`)
                  regions:dict|None=None, # name -> region (see `load_region_entry`); default REGIONS
                  gallery:Gallery|None=None, # ground photos whose captions stand in for a captioner
                  captioner=None, # `sat2cap.captions.Captioner`: embedding -> caption
@@ -91,7 +92,6 @@ class Explorer:
     @torch.no_grad()
     def _tile_embedding(self, r, i:int, when:str, use_meta:bool=True) -> np.ndarray:
         "Return the (1, D) normalized embedding of tile `i` of region `r` at `when`."
-        from sat2cap.embed import parse_when
         dev = next(self.run.model.parameters()).device
         e = torch.from_numpy(r.emb[i:i + 1]).to(dev)  # (1, D)
         if not use_meta: return self.run.model.embed(e, use_meta=False).cpu().numpy()
@@ -111,7 +111,6 @@ class Explorer:
               use_meta:bool=True, # False: ignore date, hour and location
              ) -> dict:
         "Answer one query: similarities (N,), top-k tile indices, caption of the best tile."
-        from sat2cap.embed import similarity_map
         when, t = when_of(date, hour), self.tiles(region)
         sims = similarity_map(t.region, self.run, prompt, when if use_meta else None, use_meta=use_meta)  # (N,)
         top = np.argsort(-sims, kind="stable")[:self.k]
@@ -121,16 +120,12 @@ class Explorer:
     def figure(self, res:dict, # a result of `Explorer.query`
               ):
         "Draw a query result as the panel's figure: map, top-k tiles, caption; return the figure."
-        import matplotlib.pyplot as plt
-        from sat2cap.maps import plot_map
         t = self.tiles(res["region"]); r = t.region
         fig = plt.figure(figsize=(12, 5.4))
         gs = fig.add_gridspec(2, 4, width_ratios=[1.7, 1.7, 1, 1], left=0.06, right=0.98, top=0.86, bottom=0.16, wspace=0.25, hspace=0.35)
         ax = fig.add_subplot(gs[:, :2])
         plot_map(r, res["sims"], ax=ax, basemap=self.basemap if (r.mosaic or self.basemap != "offline") else "none",
                  title=f"{res['region']}: {len(r)} tiles")
-        import matplotlib.patheffects as pe
-        from matplotlib.ticker import MaxNLocator
         ax.xaxis.set_major_locator(MaxNLocator(5))
         for n, i in enumerate(res["top"]):
             ax.annotate(str(n + 1), (r.lon[i], r.lat[i]), color="white", fontsize=11, fontweight="bold", ha="center", va="center",
@@ -176,7 +171,6 @@ class ExplorerPanel:
 
     def update(self, change=None):
         "Re-run the query for the current control values and redraw the figure."
-        import matplotlib.pyplot as plt
         from IPython.display import display
         self.updates += 1
         try: res = self.explorer.query(self.prompt.value, self.date.value, self.hour.value, self.region.value, self.meta.value)

@@ -19,10 +19,12 @@ from fastcore.script import call_parse, store_true
 from .core import Sat2CapError, atomic_path, write_json, progress, chunks
 from .encoders import load_clip, save_clip, load_sat2cap_hf, hf_vision_config, SAT2CAP_OVERHEAD_MEAN, SAT2CAP_OVERHEAD_STD
 from .dynamic import Sat2Cap
-from .train import TrainConfig, Run, load_run
+from .runs import TrainConfig, Run, load_run
 from .embed import (encode_tiles, tile_table, write_part, part_name, part_meta, region_parts, INFO_NAME,
                     stream_similarity, StreamedMap, format_when)
 from .maps import streamed_figure, parse_bbox, no_dynamic
+from rasterio.warp import reproject, Resampling
+import matplotlib.pyplot as plt
 
 # %% auto #0
 __all__ = ['DTYPES', 'STRIP_PIXELS', 'ImagerySource', 'scan_imagery', 'TileGrid', 'read_window', 'band_range', 'to_rgb8',
@@ -214,7 +216,6 @@ def write_preview(sources:list, # `ImagerySource`s
                   scale16:str="percentile", # 16-bit scaling (see `band_range`)
                  ) -> Path:
     "Warp all images into one RGBA GeoTIFF preview in EPSG:4326, atomically; return its path."
-    from rasterio.warp import reproject, Resampling
     b = np.array([s.lonlat_bounds() for s in sources])
     x0, y0, x1, y1 = b[:, 0].min(), b[:, 1].min(), b[:, 2].max(), b[:, 3].max()
     res = max(x1 - x0, y1 - y0) / max_px
@@ -455,7 +456,6 @@ class RegionMap:
              localize:bool=False, # add the paper's 24 km² panel around the best tile
             ) -> Path:
         "Draw the map over the imagery with the best tile marked and save it as PNG."
-        import matplotlib.pyplot as plt
         fig = streamed_figure(self.result, self.run, basemap, localize, path)
         plt.close(fig)
         return Path(path)

@@ -12,20 +12,29 @@ from .core import Sat2CapError, data_path, is_complete, mark_complete
 from .data import strict_reading
 from .embed import Region, as_region, similarity_map, parse_when, load_region, embed_region
 from .embed import StreamedMap, stream_similarity, tiles_in_box, format_when, open_region
+from .core import save_figure
+from .embed import tile_sources, read_tiles, month_hour
+from .runs import load_run
+from .synthworld import (SynthWorld, write_region, BBOX, ACTIVITIES, LANDCOVER, ACTIVITY_PHRASES, concept_truth, render_ground,
+                                prompt_concepts, caption_vocabulary, sun_hours, frac_month)
+import hashlib
+from dataclasses import asdict
+import geopandas as gpd
+import matplotlib.pyplot as plt
+from sklearn.metrics import roc_auc_score
 
 # %% auto #0
 __all__ = ['YEAR', 'PARAPHRASES', 'FINE_STEP', 'score_map', 'localize', 'box_around', 'concepts_of', 'resolve_when',
            'prompt_truth', 'score_prompt', 'paraphrase_scores', 'world_of', 'synth_region', 'dataset_region',
-           'parse_region', 'region_for', 'basemap_source', 'add_basemap', 'plot_map', 'save_figure', 'dynamic_maps',
-           'states', 'country_map', 'localize_region', 'ground_scene', 'localize_figure', 'parse_bbox', 'cli_when',
-           'no_dynamic', 'is_region_data', 'draw_streamed', 'draw_box', 'streamed_figure', 'map_cli', 'score_map_cli']
+           'parse_region', 'region_for', 'basemap_source', 'add_basemap', 'plot_map', 'dynamic_maps', 'states',
+           'country_map', 'localize_region', 'ground_scene', 'localize_figure', 'parse_bbox', 'cli_when', 'no_dynamic',
+           'is_region_data', 'draw_streamed', 'draw_box', 'streamed_figure', 'map_cli', 'score_map_cli']
 
 # %% ../nbs/09_maps.ipynb #97411cc1
 def score_map(sim, # (N,) map values (any monotone score)
               truth, # (N,) True where the prompt is true
              ) -> float:
     "Return the ROC AUC of `sim` against binary `truth`."
-    from sklearn.metrics import roc_auc_score
     sim, truth = np.asarray(sim, dtype=float).ravel(), np.asarray(truth).ravel()
     if sim.shape != truth.shape: raise Sat2CapError(f"map has {sim.size} tiles but truth has {truth.size}")
     truth = truth.astype(bool)
@@ -60,7 +69,6 @@ YEAR = 2012  # year of the dates chosen for prompts without one (inside SynthWor
 def concepts_of(prompt:str, # text query
                ) -> list:
     "Return the SynthWorld concepts `(kind, name)` of `prompt`, or raise naming the known words."
-    from sat2cap.synthworld import prompt_concepts, caption_vocabulary, ACTIVITY_PHRASES
     if not isinstance(prompt, str) or not prompt.strip(): raise Sat2CapError("the prompt is empty: give a text query such as 'people riding horses'")
     c = prompt_concepts(prompt)
     if not c:
@@ -75,7 +83,6 @@ def resolve_when(prompt:str, # text query
     if when is not None:
         parse_when(when)
         return when.strftime("%Y-%m-%d %H:%M") if isinstance(when, (dt.date, dt.datetime)) else str(when).strip()
-    from sat2cap.synthworld import sun_hours, frac_month
     c = dict((k, n) for k, n in concepts_of(prompt)[::-1] if k in ("season", "time"))
     month, day = _SEASON_DATE.get(c.get("season"), (7, 15))
     rise, sset = sun_hours(frac_month(month, day), 38.0)
@@ -83,12 +90,6 @@ def resolve_when(prompt:str, # text query
     return f"{YEAR}-{month:02d}-{day:02d} {int(h):02d}:{int(round(h % 1 * 60)) % 60:02d}"
 
 # %% ../nbs/09_maps.ipynb #cc982128
-def _month_hour(when:str) -> tuple:
-    "Return SynthWorld's fractional month and hour for a 'YYYY-MM-DD HH:MM' time."
-    from sat2cap.synthworld import frac_month
-    t = dt.datetime.strptime(when[:16], "%Y-%m-%d %H:%M")
-    return float(frac_month(t.month, t.day)), t.hour + t.minute / 60
-
 def prompt_truth(world, # SynthWorld whose truth to use
                  prompt:str, # text query naming SynthWorld concepts
                  lat, # (N,) tile latitudes
@@ -97,9 +98,8 @@ def prompt_truth(world, # SynthWorld whose truth to use
                  frac:float=0.5, # a tile is positive for a concept at >= frac * the region's maximum
                 ) -> np.ndarray:
     "Return the (N,) boolean truth of `prompt` at each tile at `when`."
-    from sat2cap.synthworld import concept_truth
     lat, lon = np.asarray(lat, dtype=float), np.asarray(lon, dtype=float)
-    month, hour = _month_hour(resolve_when(prompt, when))
+    month, hour = month_hour(resolve_when(prompt, when))
     cover, out = world.landcover(lat, lon), np.ones(len(lat), bool)
     for c in concepts_of(prompt):
         v = concept_truth(world, c, lat, lon, month, hour, cover)  # (N,) in [0, 1]
@@ -160,14 +160,12 @@ def world_of(run, # loaded run
              what:str="this region", # what needs the world (for the error message)
             ):
     "Return the SynthWorld the run was trained on (from its dataset's manifest), or raise."
-    from sat2cap.synthworld import SynthWorld
     data = Path(str(getattr(run.config, "data", "") or "."))
     try: return SynthWorld.from_manifest(data)
     except Sat2CapError: raise Sat2CapError(f"{what} needs the SynthWorld the run was trained on, but its data {str(data)!r} has no SynthWorld manifest; pass a GeoParquet region file from sat2cap.embed.embed_region instead")
 
 def _key(*parts) -> str:
     "Return a short stable hash of `parts`."
-    import hashlib
     return hashlib.sha1(json.dumps(parts, default=str).encode()).hexdigest()[:12]
 
 def _run_id(run) -> tuple:
@@ -184,8 +182,6 @@ def synth_region(run, # loaded run
                  image_size:int=64, # rendered tile size, px
                 ) -> Region:
     "Render a SynthWorld grid over `bbox`, embed it with `run` and return the Region (cached)."
-    from sat2cap.synthworld import SynthWorld, write_region
-    from dataclasses import asdict
     cfg = {**asdict(world.config), "tile_deg": min(step, world.config.tile_deg)}
     out = Path(cache_dir) / f"region-{_key(cfg, bbox, step, image_size, _run_id(run))}"
     if is_complete(out): return load_region(out / "region.parquet")
@@ -200,7 +196,6 @@ def dataset_region(run, # loaded run
                    cache_dir=None, # where the region file is cached (default RUN/maps)
                   ) -> Region:
     "Embed (once, cached) the region grid of a SynthWorld dataset and return it."
-    from sat2cap.embed import tile_sources
     data = Path(data)
     if not (data / "region").is_dir(): raise Sat2CapError(f"dataset {str(data)!r} has no region/ folder of tiles (write one with sat2cap synthworld)")
     tars = tile_sources(data)[1]
@@ -213,7 +208,6 @@ def dataset_region(run, # loaded run
 def parse_region(spec:str, # "conus", "minlon,minlat,maxlon,maxlat" or a region .parquet path
                 ) -> tuple:
     "Return ('conus', None), ('bbox', (minlon, minlat, maxlon, maxlat)) or ('file', Path) for a REGION argument."
-    from sat2cap.synthworld import BBOX
     s = str(spec).strip()
     if s.lower() == "conus": return "conus", None
     if s.endswith(".parquet"):
@@ -290,7 +284,6 @@ def plot_map(region, # Region (or anything `as_region` takes)
              label:str="cosine similarity", # colour bar label
             ):
     "Draw per-tile `values` over a basemap and return the axes."
-    import matplotlib.pyplot as plt
     r = as_region(region); v = np.asarray(values, dtype=float)
     if v.shape != (len(r),): raise Sat2CapError(f"{v.size} values for a region of {len(r)} tiles")
     if ax is None: _, ax = plt.subplots(figsize=(7, 5))
@@ -302,15 +295,6 @@ def plot_map(region, # Region (or anything `as_region` takes)
     add_basemap(ax, basemap_source(r, basemap))
     ax.set_title(title, fontsize=10); ax.set_xlabel("longitude"); ax.set_ylabel("latitude")
     return ax
-
-def save_figure(fig, # matplotlib figure
-                path, # destination PNG (None: do not save)
-               ):
-    "Save `fig` as a small PNG (dpi 100), atomically."
-    from sat2cap.core import atomic_path
-    if path is None: return None
-    with atomic_path(path) as tmp: fig.savefig(tmp, dpi=100, bbox_inches="tight", format="png")
-    return Path(path)
 
 # %% ../nbs/09_maps.ipynb #7477ade3
 def _auc_text(world, prompt:str, r:Region, sim, when) -> str:
@@ -327,7 +311,6 @@ def dynamic_maps(region, # Region of tiles
                  world=None, # SynthWorld: add each panel's AUC against its truth to the title
                 ):
     "Draw one map per date-time of `prompt` with a shared colour scale; return (figure, sims (T, N))."
-    import matplotlib.pyplot as plt
     r = as_region(region)
     sims = np.stack([similarity_map(r, run, prompt, w) for w in whens])  # (T, N)
     fig, axs = plt.subplots(1, len(whens), figsize=(6 * len(whens), 4.5), squeeze=False)
@@ -335,13 +318,12 @@ def dynamic_maps(region, # Region of tiles
         t = f"{prompt!r} at {w}"
         if world is not None: t += "\n" + _auc_text(world, prompt, r, s, w)
         plot_map(r, s, ax, basemap, t, vmin=sims.min(), vmax=sims.max())
-    fig.tight_layout(); save_figure(fig, path)
+    fig.tight_layout(); save_figure(fig, path, keep_open=True)
     return fig, sims
 
 # %% ../nbs/09_maps.ipynb #b9bcbf2e
 def states():
     "Return the US state outlines (package data) as a GeoDataFrame in EPSG:4326."
-    import geopandas as gpd
     return gpd.read_file(data_path("us-states.geojson")).to_crs("EPSG:4326")
 
 def country_map(region, # CONUS Region (e.g. `region_for(run, "conus")`)
@@ -353,14 +335,13 @@ def country_map(region, # CONUS Region (e.g. `region_for(run, "conus")`)
                 world=None, # SynthWorld: add the AUC to the title
                ):
     "Draw the country-level map of `prompt` under the state outlines; return (figure, sims)."
-    import matplotlib.pyplot as plt
     r, when = as_region(region), resolve_when(prompt, when) if world is not None else when
     sim = similarity_map(r, run, prompt, when)
     fig, ax = plt.subplots(figsize=(11, 5.5))
     t = f"{prompt!r} at {when or 'any time (static)'}"
     if world is not None: t += " — " + _auc_text(world, prompt, r, sim, when)
     plot_map(r, sim, ax, basemap, t, cmap="viridis", alpha=0.9, outline=states())
-    fig.tight_layout(); save_figure(fig, path)
+    fig.tight_layout(); save_figure(fig, path, keep_open=True)
     return fig, sim
 
 # %% ../nbs/09_maps.ipynb #48ed511c
@@ -377,7 +358,6 @@ def localize_region(run, # loaded run
 
 def _tile_image(region:Region, i:int):
     "Return the overhead image of tile `i`, read back from the shards beside the region file."
-    from sat2cap.embed import read_tiles
     d = Path(region.mosaic).parent if region.mosaic else None
     tid = region.gdf.tile_id.iloc[i]
     for t in (read_tiles(d) if d and (d / "region").exists() else []):
@@ -386,8 +366,7 @@ def _tile_image(region:Region, i:int):
 
 def ground_scene(world, prompt:str, lat:float, lon:float, when:str, size:int=128, seed:int=0):
     "Render SynthWorld's ground scene at lat/lon and `when` for the prompt's activity (else the likeliest one)."
-    from sat2cap.synthworld import ACTIVITIES, LANDCOVER, render_ground, prompt_concepts
-    month, hour = _month_hour(when); la, lo = np.array([lat]), np.array([lon])
+    month, hour = month_hour(when); la, lo = np.array([lat]), np.array([lon])
     cover = world.landcover(la, lo)
     acts = [n for k, n in prompt_concepts(prompt) if k == "activity"]
     pa = world.place_activity_probs(la, lo, month, hour, cover)[0]                    # (C, A)
@@ -406,7 +385,6 @@ def localize_figure(region, # Region over the box (`localize_region`)
                     path=None, # save the figure here (PNG)
                    ):
     "Draw the clipped 0-1 similarity over the box with a red spot at the maximum, its tile and ground scene; return (figure, info)."
-    import matplotlib.pyplot as plt
     r, when = as_region(region), resolve_when(prompt, when)
     loc = localize(similarity_map(r, run, prompt, when)); b = loc["best"]
     lat, lon = float(r.lat[b]), float(r.lon[b])
@@ -422,7 +400,7 @@ def localize_figure(region, # Region over the box (`localize_region`)
         axs[2].imshow(img); axs[2].set_title(f"ground scene there: {act} / {place}", fontsize=10)
         info["truth_at_spot"] = bool(prompt_truth(world, prompt, r.lat, r.lon, when)[b])
     for ax in axs[1:]: ax.axis("off")
-    fig.tight_layout(); save_figure(fig, path)
+    fig.tight_layout(); save_figure(fig, path, keep_open=True)
     return fig, info
 
 # %% ../nbs/09_maps.ipynb #c09a0002
@@ -479,7 +457,6 @@ def draw_streamed(sm:StreamedMap, # from `stream_similarity`
                   vmin=None, vmax=None, # colour range
                  ) -> str:
     "Draw a streamed map over its imagery with the best tile marked (red star); return the basemap note."
-    import matplotlib.pyplot as plt
     x0, x1, y0, y1 = sm.extent
     note = _streamed_basemap(ax, sm.region, basemap)
     im = ax.imshow(sm.grid if values is None else values, extent=sm.extent, origin="upper", cmap=cmap, alpha=alpha,
@@ -499,7 +476,6 @@ def draw_box(tiles, # GeoDataFrame from `tiles_in_box`
              best:dict|None=None, # the tile to mark (default: the box's best)
             ):
     "Draw the paper's localization: tile footprints with 0-1 normalized similarity (below 0.5 clipped), red star at the best."
-    import matplotlib.pyplot as plt
     loc = localize(tiles.score.to_numpy())
     x0, y0, x1, y1 = tiles.total_bounds
     ax.set_xlim(x0, x1); ax.set_ylim(y0, y1)
@@ -518,7 +494,6 @@ def streamed_figure(sm:StreamedMap, # from `stream_similarity`
                     path=None, # save the figure here (PNG)
                    ):
     "Return a figure of a streamed map (and, with `localize_box`, the 24 km² box around its best tile)."
-    import matplotlib.pyplot as plt
     fig, axs = plt.subplots(1, 2 if localize_box else 1, figsize=(14 if localize_box else 8, 6), squeeze=False)
     note = draw_streamed(sm, axs[0, 0], basemap)
     axs[0, 0].set_title(f"{sm.prompt!r} at {sm.when or 'any time'}: {sm.tiles:,} tiles" + (f"\n({note})" if note else ""), fontsize=10)
@@ -529,14 +504,13 @@ def streamed_figure(sm:StreamedMap, # from `stream_similarity`
         draw_box(near, axs[0, 1], sm.region, basemap, b)
         axs[0, 1].set_title(f"24 km² around the best tile: {len(near)} tiles", fontsize=10)
         axs[0, 0].add_patch(plt.Rectangle(box[:2], box[2] - box[0], box[3] - box[1], fill=False, edgecolor="cyan", linewidth=1.5, zorder=4))
-    fig.tight_layout(); save_figure(fig, path)
+    fig.tight_layout(); save_figure(fig, path, keep_open=True)
     if note: print(f"note: {note}", file=sys.stderr)
     return fig
 
 # %% ../nbs/09_maps.ipynb #d167b6fe
 def _load_run(run:str):
     "Load a run folder, or raise naming it."
-    from sat2cap.train import load_run
     if not Path(run).is_dir(): raise Sat2CapError(f"run folder {run!r} does not exist")
     return load_run(run)
 
@@ -552,7 +526,6 @@ def _map_region_data(r, region:str, prompt:str, when, out:str, basemap:str, box,
 
 def _map_synthworld(r, region:str, prompt:str, when, out:str, basemap:str, no_meta:bool, box, localize_box:bool):
     "Map a SynthWorld region (rendered and cached); print and return the output path."
-    import matplotlib.pyplot as plt
     spec = ",".join(map(str, box)) if box is not None else region
     kind, reg = parse_region(spec)[0], region_for(r, spec)
     try: when = resolve_when(prompt, when) if r.dynamic else when
@@ -608,7 +581,6 @@ def score_map_cli(run:str, # run folder written by `sat2cap train`
                   strict:store_true=False, # stop at the first bad tile or cut-short shard, naming shard and key (default: skip and count)
                  ):
     "Print the ROC AUC of a prompt's map against SynthWorld's truth, with and without the dynamic encoder, as JSON."
-    from sat2cap.synthworld import SynthWorld
     concepts_of(prompt); when = resolve_when(prompt, cli_when(when))
     if not Path(data).is_dir(): raise Sat2CapError(f"dataset folder {data!r} does not exist")
     world = SynthWorld.from_manifest(data)

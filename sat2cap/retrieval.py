@@ -10,13 +10,20 @@ import torch.nn.functional as F
 from pathlib import Path
 from .core import Sat2CapError, progress
 from .data import read_samples, split_shards
+from .core import save_figure
+from .encoders import GroundEncoder
+from .dynamic import when_meta
+from .embed import encode_tiles, read_tiles, embed_region, similarity_map, month_hour
+from .synthworld import prompt_concepts, ACTIVITIES, LANDCOVER
+import pandas as pd, matplotlib.pyplot as plt
+from PIL import Image
 
 # %% auto #0
-__all__ = ['PROMPTS', 'topk', 'night_share', 'landcover_agreement', 'activity_agreement', 'activity_landcovers', 'save_figure',
-           'plot_grid', 'photo_is_night', 'Gallery', 'Queries', 'thumbnail', 'load_heldout', 'query_embeddings',
-           'night_by_query', 'night_scores', 'photo_titles', 'plot_query_grids', 'day_night_figure',
-           'overhead_to_ground_figure', 'RegionTiles', 'load_region_tiles', 'text_to_overhead', 'prompt_activity',
-           'text_scores', 'text_to_overhead_figure']
+__all__ = ['PROMPTS', 'topk', 'night_share', 'landcover_agreement', 'activity_agreement', 'activity_landcovers', 'plot_grid',
+           'photo_is_night', 'Gallery', 'Queries', 'thumbnail', 'load_heldout', 'query_embeddings', 'night_by_query',
+           'night_scores', 'photo_titles', 'plot_query_grids', 'day_night_figure', 'overhead_to_ground_figure',
+           'RegionTiles', 'load_region_tiles', 'text_to_overhead', 'prompt_activity', 'text_scores',
+           'text_to_overhead_figure']
 
 # %% ../nbs/07_retrieval.ipynb #4cf13179
 def topk(queries, # (Q, D) query embeddings, any scale
@@ -67,19 +74,6 @@ def activity_landcovers(landcover, # (N, C) land-cover fractions per tile
     best = max(means.values())
     return [int(c) for c in sorted(means, key=means.get, reverse=True) if means[c] >= frac * best and means[c] > 0]
 
-# %% ../nbs/07_retrieval.ipynb #16bb7005
-def save_figure(fig, # matplotlib figure
-                path=None, # PNG destination; nothing is written when None
-                dpi:int=80, # resolution
-               ):
-    "Save `fig` as a PNG (atomically, creating folders), close it, and return it for display (shown once)."
-    import matplotlib.pyplot as plt
-    if path is not None:
-        from sat2cap.core import atomic_path
-        with atomic_path(path) as tmp: fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
-    fig.set_dpi(dpi); plt.close(fig)          # displayed at the saved resolution
-    return fig
-
 # %% ../nbs/07_retrieval.ipynb #6bc8e665
 def plot_grid(images, # (n, H, W, 3) uint8 images, row by row
               titles=None, # one short title per image
@@ -88,7 +82,6 @@ def plot_grid(images, # (n, H, W, 3) uint8 images, row by row
               size:float=1.6, # inches per image for a new figure
              ):
     "Draw `images` as a grid without ticks; return the figure."
-    import matplotlib.pyplot as plt
     n = len(images); nrows = -(-n // ncols)
     if axes is None:
         fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows), squeeze=False)
@@ -135,13 +128,11 @@ def thumbnail(img, # PIL image
               px:int, # output side, px
              ) -> np.ndarray:
     "Return a PIL image as a (px, px, 3) uint8 array."
-    from PIL import Image
     return np.asarray(img.convert("RGB").resize((px, px), Image.BILINEAR))
 
 @torch.no_grad()
 def _encode_ground(clip, images:list, batch_size:int) -> np.ndarray:
     "Return (N, D) normalized frozen-CLIP embeddings of ground photos."
-    from sat2cap.encoders import GroundEncoder
     enc = GroundEncoder(clip); dev = clip.device; out = []
     for i in range(0, len(images), batch_size):
         x = torch.stack([clip.preprocess(im) for im in images[i:i + batch_size]]).to(dev)  # (B, 3, S, S)
@@ -157,7 +148,6 @@ def load_heldout(run, # loaded run (`sat2cap.train.load_run`)
                  thumb:int=64, # thumbnail size, px
                 ) -> tuple[Gallery, Queries]:
     "Read held-out photos, embed the ground photos with the frozen CLIP and their distinct tiles with the run."
-    from sat2cap.embed import encode_tiles
     src = data if isinstance(data, (list, tuple)) or not Path(data, split).is_dir() else split_shards(data, split)
     S = list(progress(read_samples(src, limit=n), desc="reading held-out samples", leave=False))
     if not S: raise Sat2CapError(f"no samples in {data!r} ({split})")
@@ -180,7 +170,6 @@ def query_embeddings(run, # loaded run
                      use_meta:bool=True, # add the dynamic encoder's offset
                     ) -> np.ndarray:
     "Return the tiles' (T, D) normalized embeddings at their own date and location with the hour set to `hour`."
-    from sat2cap.dynamic import when_meta
     dev = next(run.model.parameters()).device                 # the run may be loaded on a GPU
     e = torch.from_numpy(np.asarray(q.emb, dtype=np.float32)).to(dev)  # (T, D)
     if not use_meta: return run.model.embed(e, use_meta=False).cpu().numpy()
@@ -230,7 +219,6 @@ def plot_query_grids(query, # (S, S, 3) overhead tile
                      size:float=0.95, # inches per image for a new figure
                     ):
     "Draw an overhead query beside one grid of retrieved images per setting; return the figure."
-    import matplotlib.pyplot as plt
     nrows = -(-max(len(v) for v in grids.values()) // ncols)
     if fig is None: fig = plt.figure(figsize=(size * (ncols * len(grids) + nrows), size * nrows + 0.4), layout="constrained")
     subs = np.atleast_1d(fig.subfigures(1, 1 + len(grids), width_ratios=[nrows] + [ncols] * len(grids), wspace=0.02))
@@ -269,7 +257,6 @@ def overhead_to_ground_figure(run, # loaded run
                               path=None, # PNG destination
                              ):
     "Draw several tiles' top-k ground photos without the dynamic encoder (paper Fig. 8)."
-    import matplotlib.pyplot as plt
     idx = topk(query_embeddings(run, q, use_meta=False)[list(rows)], g.emb, k)[0]  # (R, k)
     fig = plt.figure(figsize=(0.95 * 6, 0.95 * 3 * len(rows) + 0.4), layout="constrained")
     for sf, i, ix in zip(np.atleast_1d(fig.subfigures(len(rows), 1)), rows, idx):
@@ -295,7 +282,6 @@ def load_region_tiles(run, # loaded run
                       size:tuple|None=None, # (dlat, dlon) tile size for scattered tiles; None infers it from a grid
                      ) -> RegionTiles:
     "Embed a region's distinct tiles (first sample of each tile id) into a GeoParquet file and keep their thumbnails."
-    from sat2cap.embed import read_tiles, embed_region
     first = {}
     for t in progress(read_tiles(src), desc="reading tiles", leave=False): first.setdefault(t["tile_id"], t)
     tiles = list(first.values())
@@ -311,7 +297,6 @@ def text_to_overhead(run, # loaded run
                      k:int=4, # tiles to retrieve
                     ) -> tuple[np.ndarray, np.ndarray]:
     "Return the indices (k,) of the prompt's top-k tiles and the (N,) similarities."
-    from sat2cap.embed import similarity_map
     sims = similarity_map(tiles.region, run, prompt, when, use_meta=use_meta)  # (N,)
     if not 0 < k <= len(sims): raise Sat2CapError(f"k={k} must be between 1 and the region's {len(sims)} tiles")
     return np.argsort(-sims, kind="stable")[:k], sims
@@ -320,18 +305,9 @@ def text_to_overhead(run, # loaded run
 def prompt_activity(prompt:str, # text query naming a SynthWorld activity
                    ) -> str:
     "Return the SynthWorld activity a prompt names, or raise."
-    from sat2cap.synthworld import prompt_concepts
     acts = [n for kind, n in prompt_concepts(prompt) if kind == "activity"]
     if not acts: raise Sat2CapError(f"prompt {prompt!r} names no SynthWorld activity, so it has no land-cover truth")
     return acts[0]
-
-def _month_hour(when:str) -> tuple[float, float]:
-    "Return SynthWorld's fractional month and hour for a date-time string."
-    import datetime as dt
-    from sat2cap.synthworld import frac_month
-    from sat2cap.dynamic import when_meta
-    m = when_meta(when); d = dt.date(m["year"], 1, 1) + dt.timedelta(days=m["doy"] - 1)
-    return float(frac_month(d.month, d.day)), float(m["hour"])
 
 # %% ../nbs/07_retrieval.ipynb #02c5e9a5
 def text_scores(run, # loaded run
@@ -342,9 +318,7 @@ def text_scores(run, # loaded run
                 ks=(4, 20), # retrieval depths to score
                ):
     "Return a table of land-cover and activity agreement per prompt and depth, without and with the dynamic encoder."
-    import pandas as pd
-    from sat2cap.synthworld import ACTIVITIES, LANDCOVER
-    r = tiles.region; month, hour = _month_hour(when)
+    r = tiles.region; month, hour = month_hour(when)
     cover = world.landcover(r.lat, r.lon); P = world.activity_probs(r.lat, r.lon, month, hour, cover)  # (N, C), (N, A)
     rows = []
     for prompt in prompts:
@@ -372,8 +346,6 @@ def text_to_overhead_figure(run, # loaded run
                             path=None, # PNG destination
                            ):
     "Draw each prompt's top-k tiles without and with the dynamic encoder (paper Fig. 4)."
-    import matplotlib.pyplot as plt
-    from sat2cap.synthworld import LANDCOVER
     P = len(prompts)
     fig, axes = plt.subplots(P, 2 * k + 1, figsize=(0.95 * (2 * k + 0.3), 1.1 * P + 0.5), squeeze=False,
                              gridspec_kw=dict(width_ratios=[1] * k + [0.3] + [1] * k, wspace=0.08, hspace=0.3))

@@ -14,88 +14,26 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 import torch.distributed as dist
-from safetensors.torch import save_model, load_model
+from safetensors.torch import save_model
 from fastcore.script import call_parse, store_true
 from .core import Sat2CapError, seed_everything, atomic_path, write_json, progress, torch_threads
-import sys, pickle, hashlib, tarfile
-from safetensors import SafetensorError
+import sys, hashlib, tarfile
 from .core import warn, run_lock, check_positive, check_nonneg, check_fraction, check_choice, check_device, check_out_dir
 from .data import CrossViewDataset, make_loader, count_samples, overhead_train_transform, overhead_eval_transform, split_shards, strict_reading
-from .encoders import load_clip, save_clip, GroundEncoder, TINY, CONFIG_NAME, tiny_config_path, check_clip
+from .encoders import load_clip, save_clip, GroundEncoder, TINY, CONFIG_NAME, tiny_config_path, check_clip, retrieval_metrics
 from .dynamic import Sat2Cap
 from .loss import MemoryBankLoss, GroundCache, ground_cache, gather_all
+from .runs import TrainConfig, Run, load_run, complete_checkpoints, load_checkpoint
+from .synthworld import ceiling_report
 
 # %% auto #0
-__all__ = ['PAPER', 'META', 'BROKEN', 'PRESETS', 'RUN_FILES', 'auto_workers', 'TrainConfig', 'setup_dist', 'autocast', 'barrier',
-           'all_gather_objects', 'rng_state', 'set_rng_state', 'preserve_rng', 'epoch_quota', 'batch_stream',
-           'save_checkpoint', 'complete_checkpoints', 'load_checkpoint', 'make_optimizer', 'make_schedule', 'TrainStep',
-           'pair_ranks', 'retrieval_metrics', 'embed_samples', 'evaluate', 'shard_counts', 'overhead_stats_dist',
-           'TrainState', 'setup_run', 'train', 'validate', 'Run', 'load_run', 'evaluate_run', 'is_tiny_clip',
-           'data_fingerprint', 'count_until', 'run_state', 'clear_run', 'check_config', 'make_config', 'train_cli',
-           'evaluate_cli']
-
-# %% ../nbs/05_train.ipynb #c53351fa
-def auto_workers() -> int:
-    "Loader workers per rank: the CPU cores of this rank's share of the node minus one (for the step), 1 to 8."
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    per_rank = cores // int(os.environ.get("LOCAL_WORLD_SIZE", 1))
-    return max(1, min(8, per_rank - 1))
+__all__ = ['PAPER', 'META', 'PRESETS', 'RUN_FILES', 'setup_dist', 'autocast', 'barrier', 'all_gather_objects', 'rng_state',
+           'set_rng_state', 'preserve_rng', 'epoch_quota', 'batch_stream', 'save_checkpoint', 'make_optimizer',
+           'make_schedule', 'TrainStep', 'embed_samples', 'evaluate', 'shard_counts', 'overhead_stats_dist',
+           'TrainState', 'setup_run', 'train', 'validate', 'evaluate_run', 'is_tiny_clip', 'data_fingerprint',
+           'count_until', 'run_state', 'clear_run', 'check_config', 'make_config', 'train_cli', 'evaluate_cli']
 
 # %% ../nbs/05_train.ipynb #7f938cfe
-@dataclass
-class TrainConfig:
-    data: str = ""                  # dataset folder holding train/ and val/ webdataset shards
-    out: str = "runs/sat2cap"       # run folder: config.json, metrics.jsonl, clip/, cache/, checkpoints/
-    clip: str = "tiny"              # CLIP for load_clip: tiny | ViT-B-32:openai | model folder | checkpoint
-    preset: str = "synthworld"      # preset the defaults came from: synthworld (tiny CLIP) | paper (real CLIPs)
-    data_fingerprint: str = ""      # hash of the train/val shard names and sizes (resume checks DATA against it)
-    steps: int = 1500               # optimizer steps in total (a resumed run can raise it)
-    batch_size: int = 64            # samples per step on each rank
-    queue_size: int = 9600          # K ground embeddings in the memory bank (capped at half the training set)
-    lr: float = 3e-4                # AdamW learning rate (paper: 1e-5 for ViT-B/32)
-    betas: tuple = (0.9, 0.98)      # AdamW betas
-    weight_decay: float = 0.01      # AdamW weight decay (not applied to biases, norms, tau)
-    T_0: int = 500                  # CosineAnnealingWarmRestarts period in steps
-    T_mult: int = 1                 # period growth factor after each restart
-    eta_min: float = 0.0            # lowest learning rate of the cosine schedule
-    tau: float = 0.07               # initial temperature of the loss (learned)
-    meta_dropout: float = 0.3       # probability of dropping a sample's date/time/location in training
-    eval_every: int = 250           # steps between validation runs (0: never)
-    eval_samples: int = 500         # validation samples in the overhead->ground R@k gallery
-    ckpt_every: int = 500           # steps between checkpoints (the last step is always saved)
-    keep_ckpts: int = 2             # complete checkpoints kept (older ones deleted)
-    log_every: int = 10             # steps between metrics.jsonl lines
-    seed: int = 0                   # seed for init, data order, augmentation and metadata dropout
-    num_workers: int = field(default_factory=auto_workers)  # loader worker processes per rank (default: its CPU cores - 1, 1 to 8)
-    cpu_threads: int = 0            # torch intra-op threads while training on CPU (0 = leave torch's setting)
-    precision: str = "auto"         # auto (bf16 autocast on CUDA, fp32 on CPU) | bf16 | fp32
-    device: str = ""                # "" picks cuda when present, else cpu
-    use_cache: bool = True          # read ground embeddings from the cache instead of recomputing them
-    cache_dir: str = ""             # ground-embedding cache folder ("" = RUN/cache)
-    overhead_mean: list = field(default_factory=list)  # overhead normalization mean ([] = computed from train shards)
-    overhead_std: list = field(default_factory=list)   # overhead normalization std ([] = computed from train shards)
-    resume: bool = False            # continue from the latest complete checkpoint in `out`
-    dist_timeout_min: float = 60.0  # torch.distributed timeout in minutes (ranks wait at barriers while caches are built)
-
-    def save(self, path): return write_json(asdict(self), path)
-
-    @classmethod
-    def from_dict(cls, d:dict, source:str="config"):
-        "Build a config from a saved dict, ignoring (with a warning) keys this version does not know."
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown: warn(f"{source}: ignoring unknown config keys {', '.join(unknown)}")
-        cfg = cls(**{k: v for k, v in d.items() if k in names})
-        cfg.betas = tuple(cfg.betas)
-        return cfg
-
-    @classmethod
-    def load(cls, path):
-        "Read a config written by `save`, ignoring unknown fields with a warning."
-        try: d = json.loads(Path(path).read_text())
-        except (OSError, ValueError) as e: raise Sat2CapError(f"cannot read run config {path}: {e}") from e
-        return cls.from_dict(d, str(path))
-
 PAPER = dict(lr=1e-5, betas=(0.9, 0.98), queue_size=9600, batch_size=128, steps=100_000, T_0=10_000,
              eval_every=2000, ckpt_every=2000, num_workers=8)  # with the default RandomResizedCrop + RandAugment and cosine restarts
 
@@ -220,39 +158,6 @@ def save_checkpoint(run:Path, # run folder
         for old in complete_checkpoints(run)[:-cfg.keep_ckpts or None]: shutil.rmtree(old, ignore_errors=True)
     return ck
 
-def complete_checkpoints(run) -> list:
-    "Return the complete checkpoint folders of `run`, oldest first (intact or not: see `load_checkpoint`)."
-    return sorted(p.parent for p in (Path(run) / "checkpoints").glob("step-*/COMPLETE"))
-
-BROKEN = (OSError, ValueError, KeyError, RuntimeError, EOFError, pickle.UnpicklingError, SafetensorError)  # what a damaged file raises
-
-def _reason(e:Exception) -> str:
-    "Return the first line of an exception's message, shortened."
-    return (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
-
-def _load_one(ck:Path, model, loss_fn, opt, sched, rank:int) -> dict:
-    "Load checkpoint `ck` into the given objects; return its meta.json (raises one of BROKEN when a file is damaged)."
-    meta = json.loads((ck / "meta.json").read_text())
-    load_model(model, str(ck / "model.safetensors"))
-    if loss_fn is not None: load_model(loss_fn, str(ck / "loss.safetensors"))
-    if opt is None: return meta
-    if not (ck / f"rng-{rank}.pt").exists(): raise Sat2CapError(f"{ck} was written by {meta['world_size']} ranks; resume with the same number")
-    st = torch.load(ck / "state.pt", weights_only=True, map_location="cpu")
-    opt.load_state_dict(st["optimizer"])
-    sched.load_state_dict(st["scheduler"])
-    meta["rng"] = torch.load(ck / f"rng-{rank}.pt", weights_only=True)
-    return meta
-
-def load_checkpoint(ck:Path, model, loss_fn=None, opt=None, sched=None, rank:int=0) -> dict:
-    "Load `ck`, or the newest intact complete checkpoint before it if a file of `ck` is damaged (with a warning); return its meta.json."
-    ck = Path(ck)
-    if not (ck / "COMPLETE").exists(): raise Sat2CapError(f"checkpoint {ck} is incomplete (no COMPLETE marker)")
-    older = [c for c in complete_checkpoints(ck.parent.parent) if c.name < ck.name]
-    for c in [ck, *reversed(older)]:
-        try: return _load_one(c, model, loss_fn, opt, sched, rank)
-        except BROKEN as e: warn(f"checkpoint {c} is damaged ({_reason(e)}); trying the one before it")
-    raise Sat2CapError(f"no intact checkpoint in {ck.parent}: {ck.name} and every older one are damaged")
-
 # %% ../nbs/05_train.ipynb #0fe23088
 def make_optimizer(module:nn.Module, cfg:TrainConfig) -> torch.optim.Optimizer:
     "AdamW with weight decay on >=2-D weights only."
@@ -271,19 +176,6 @@ class TrainStep(nn.Module):
         super().__init__(); self.model, self.loss_fn = model, loss_fn
     def forward(self, overhead, lat, lon, year, doy, hour, ground, drop_p:float=0.0):
         return self.loss_fn(self.model(overhead, lat, lon, year, doy, hour, drop_p=drop_p), ground)
-
-# %% ../nbs/05_train.ipynb #6067cee0
-def pair_ranks(queries:torch.Tensor, # (N, D) normalized query embeddings
-               gallery:torch.Tensor, # (N, D) normalized gallery embeddings, row i paired with query i
-              ) -> torch.Tensor:
-    "Return (N,) 1-based ranks of each query's paired gallery item."
-    sim = queries.float() @ gallery.float().T                  # (N, N)
-    return 1 + (sim > sim.diagonal()[:, None]).sum(1)
-
-def retrieval_metrics(queries, gallery, ks=(1, 5, 10)) -> dict:
-    "Return R@k (fractions) and the median rank of queries->gallery."
-    r = pair_ranks(queries, gallery).float()
-    return {**{f"R@{k}": round((r <= k).float().mean().item(), 4) for k in ks}, "median_rank": r.median().item()}
 
 # %% ../nbs/05_train.ipynb #ad520bec
 @torch.no_grad()
@@ -496,50 +388,6 @@ def validate(S:TrainState, cfg:TrainConfig, device:str) -> dict:
     S.model.train()
     return m
 
-# %% ../nbs/05_train.ipynb #e6c58d80
-@dataclass
-class Run:
-    "A trained Sat2Cap run, ready for inference."
-    model: Sat2Cap = field(repr=False)           # trained model, eval mode
-    clip: object = field(repr=False)             # ClipBundle: frozen ground/text encoders and tokenizer
-    config: TrainConfig = field(repr=False)      # the run's settings
-    overhead_transform: object = field(repr=False)  # PIL tile -> (3, S, S) eval tensor with the run's mean/std
-    path: Path = None                            # run folder
-    step: int = 0                                # step of the loaded checkpoint
-    dynamic: bool = True                         # has a trained dynamic encoder (False: imported HF weights)
-
-def _run_config(ck:Path, run:Path) -> TrainConfig:
-    "Return the config saved in checkpoint `ck`, with `out` set to the folder it was loaded from."
-    cfg = TrainConfig.from_dict(json.loads((ck / "meta.json").read_text())["config"], str(ck / "meta.json"))
-    cfg.out = str(run)
-    return cfg
-
-def load_run(run, # run folder written by `train`
-             step:int|None=None, # checkpoint step (None: the latest intact complete one)
-             device:str="cpu", # where to put the models
-            ) -> Run:
-    "Load a trained run's model, CLIP, config and overhead transform (falling back to an older checkpoint if the newest is damaged)."
-    from sat2cap.encoders import load_clip
-    from sat2cap.data import overhead_eval_transform
-    run = Path(run)
-    if not run.is_dir(): raise Sat2CapError(f"run folder {str(run)!r} does not exist")
-    cks = {int(p.name.split("-")[1]): p for p in complete_checkpoints(run)}
-    if not cks: raise Sat2CapError(f"no complete checkpoint in {run / 'checkpoints'}")
-    if step is not None and step not in cks: raise Sat2CapError(f"no complete checkpoint for step {step} in {run}; have {sorted(cks)}")
-    for s in ([step] if step is not None else sorted(cks, reverse=True)):
-        try:
-            cfg = _run_config(cks[s], run)
-            clip = load_clip(str(run / "clip") if (run / "clip").exists() else cfg.clip, device=device)
-            seed_everything(cfg.seed)                      # model init independent of what ran before
-            model = Sat2Cap.from_clip(clip).to(device).train()
-            meta = _load_one(cks[s], model, None, None, None, 0)
-        except BROKEN as e:
-            warn(f"checkpoint {cks[s]} is damaged ({_reason(e)}); trying the one before it")
-            continue
-        return Run(model.eval(), clip, cfg, overhead_eval_transform(clip.image_size, cfg.overhead_mean, cfg.overhead_std), run, meta["step"],
-                   meta.get("dynamic", True))
-    raise Sat2CapError(f"no intact checkpoint in {run / 'checkpoints'}: every complete one is damaged")
-
 # %% ../nbs/05_train.ipynb #b75c218a
 class _ImageOnly(nn.Module):
     "Expose an image encoder as `encode_image` (for the CLIP baseline)."
@@ -553,8 +401,6 @@ def evaluate_run(run, # a `Run` or a run folder
                  device:str="", # "" = cuda when available
                 ) -> dict:
     "Return R@1/5/10 and median rank, both directions, for CLIP, Sat2Cap without and with metadata."
-    from sat2cap.encoders import GroundEncoder
-    from sat2cap.synthworld import ceiling_report
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     run = run if isinstance(run, Run) else load_run(run, device=device)
     shards, enc = split_shards(data, "test"), GroundEncoder(run.clip).to(device)

@@ -8,7 +8,8 @@ import pytest
 
 from sat2cap.cli import main
 from sat2cap.core import Sat2CapError, Sat2CapWarning, run_lock, write_json, atomic_path
-from sat2cap.train import make_config, train, load_run, complete_checkpoints, data_fingerprint
+from sat2cap.runs import load_run, complete_checkpoints
+from sat2cap.train import make_config, train, data_fingerprint
 
 SAT2CAP = str(Path(sys.executable).parent / "sat2cap")
 

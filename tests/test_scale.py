@@ -5,7 +5,8 @@ from pathlib import Path
 import numpy as np, pytest, torch
 from safetensors.torch import load_file
 from sat2cap.loss import GroundCache, write_cache_part, merge_cache_parts
-from sat2cap.train import TrainConfig, train, complete_checkpoints, evaluate_run, load_run
+from sat2cap.runs import TrainConfig, complete_checkpoints, load_run
+from sat2cap.train import train, evaluate_run
 from sat2cap.data import count_samples
 
 TORCHRUN = shutil.which("torchrun") or str(Path(sys.executable).parent / "torchrun")

@@ -4,7 +4,8 @@ from pathlib import Path
 import pytest, torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
-from sat2cap.train import TrainConfig, train, complete_checkpoints, load_run, evaluate_run, train_cli
+from sat2cap.runs import TrainConfig, complete_checkpoints, load_run
+from sat2cap.train import train, evaluate_run, train_cli
 from sat2cap.loss import GroundCache
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -113,7 +113,7 @@ def test_every_reading_command_ignores_planted_members(planted, tmp_path, capfd,
 def test_demo_readers_ignore_planted_members(planted, tiny_run, tmp_path):
     "The shard readers `sat2cap demo` uses (its own pipeline writes a fresh world, so it is run piecewise)."
     from sat2cap import captions as C, retrieval as R, synthworld as S
-    from sat2cap.train import load_run
+    from sat2cap.runs import load_run
     data, marker = planted
     run = load_run(tiny_run)
     g, q = R.load_heldout(run, data, n=8)
