@@ -105,7 +105,17 @@ def test_score_map_cli(tiny_run, capsys):
     res = score_map_cli(str(tiny_run / "run"), str(tiny_run / "data"), "people riding horses", when="2012-07-15 10:00")
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert out == res and {"prompt", "when", "auc", "no_meta_auc"} <= set(out)
-    assert out["when"] == "2012-07-15 10:00" and 0 <= out["auc"] <= 1 and out["positives"] > 0
+    assert out["when"] == "2012-07-15 10:00" and out["positives"] > 0
+    from sklearn.metrics import roc_auc_score                        # the same AUCs computed by hand from the map values
+    from sat2cap.runs import load_run
+    from sat2cap.synthworld import SynthWorld
+    run, world = load_run(str(tiny_run / "run")), SynthWorld.from_manifest(tiny_run / "data")
+    r = maps.dataset_region(run, tiny_run / "data")                   # cached by score_map_cli
+    truth = prompt_truth(world, "people riding horses", r.lat, r.lon, out["when"])
+    assert out["positives"] == int(truth.sum()) and out["tiles"] == len(r) > out["positives"]
+    for key, meta in (("auc", True), ("no_meta_auc", False)):
+        sim = maps.similarity_map(r, run, "people riding horses", out["when"], use_meta=meta)
+        assert out[key] == pytest.approx(roc_auc_score(truth, sim), abs=1e-4), key
 
 
 @pytest.mark.parametrize("args,msg", [
@@ -123,7 +133,9 @@ def test_score_map_cli_errors(tiny_run, args, msg):
 def test_map_cli(tiny_run, tmp_path):
     out = map_cli(str(tiny_run / "run"), "-105.2,39.6,-105.0,39.8", "people skiing on a snowy mountain",
                   when="2012-01-15 10:00", out=str(tmp_path / "m.png"))
-    assert (tmp_path / "m.png").stat().st_size > 1000
+    from PIL import Image
+    img = np.asarray(Image.open(tmp_path / "m.png").convert("RGB"))
+    assert min(img.shape[:2]) >= 200 and len(np.unique(img.reshape(-1, 3), axis=0)) > 50   # a drawn map, not a blank
     cached = list((tiny_run / "run" / "maps").glob("region-*/region.parquet"))
     assert len(cached) == 1                                            # the rendered box is cached for the next map
     with pytest.raises(Sat2CapError, match="outside the world"):
