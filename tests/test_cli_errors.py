@@ -275,8 +275,9 @@ def test_map_writes_png(tiny_run_copy, tmp_path, capfd):
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and str(out) in r.stdout
     import numpy as np
     from PIL import Image
-    img = np.asarray(Image.open(out).convert("RGB"))
-    assert min(img.shape[:2]) >= 200 and len(np.unique(img.reshape(-1, 3), axis=0)) > 50   # a drawn map, not a blank
+    img = np.asarray(Image.open(out).convert("RGB")).astype(int)
+    coloured = (np.ptp(img, axis=2) > 30).mean()                  # axes and text alone are grey
+    assert min(img.shape[:2]) >= 200 and coloured > 0.01, coloured          # a drawn map, not a blank
 
 def test_train_captioner_then_caption_score(tiny_run, tiny_world, tmp_path, capfd):
     "train-captioner on the run's CLIP, then caption-score of it: JSON agreement per view over exactly the samples asked for."

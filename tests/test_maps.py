@@ -134,8 +134,9 @@ def test_map_cli(tiny_run, tmp_path):
     out = map_cli(str(tiny_run / "run"), "-105.2,39.6,-105.0,39.8", "people skiing on a snowy mountain",
                   when="2012-01-15 10:00", out=str(tmp_path / "m.png"))
     from PIL import Image
-    img = np.asarray(Image.open(tmp_path / "m.png").convert("RGB"))
-    assert min(img.shape[:2]) >= 200 and len(np.unique(img.reshape(-1, 3), axis=0)) > 50   # a drawn map, not a blank
+    img = np.asarray(Image.open(tmp_path / "m.png").convert("RGB")).astype(int)
+    coloured = (np.ptp(img, axis=2) > 30).mean()                  # axes and text alone are grey
+    assert min(img.shape[:2]) >= 200 and coloured > 0.01, coloured          # a drawn map, not a blank
     cached = list((tiny_run / "run" / "maps").glob("region-*/region.parquet"))
     assert len(cached) == 1                                            # the rendered box is cached for the next map
     with pytest.raises(Sat2CapError, match="outside the world"):
