@@ -1,5 +1,5 @@
 "Tests of sat2cap.maps: AUC scoring, prompt truth and errors, regions, localization, and the two CLIs on a tiny trained run."
-import json, os
+import json, os, shutil
 from types import SimpleNamespace
 import numpy as np, pytest, torch
 
@@ -91,13 +91,11 @@ def test_localize_figure_red_spot_at_max():
 
 
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    "A tiny SynthWorld dataset (coarse region grid) and a Sat2Cap run trained for 2 steps on it."
-    from sat2cap.synthworld import write_synthworld
-    from sat2cap.train import make_config, train
+def tiny_run(tiny_run, tiny_world, tmp_path_factory):
+    "The session's tiny world and run as d/data and d/run; the run is a private copy because maps cache regions in it."
     d = tmp_path_factory.mktemp("maps")
-    write_synthworld(d / "data", n_samples=100, seed=3, region_step=4.0, workers=1)
-    train(make_config(str(d / "data"), str(d / "run"), steps=2, batch_size=16, eval_every=0, ckpt_every=2))
+    shutil.copytree(tiny_run, d / "run")
+    (d / "data").symlink_to(tiny_world)
     return d
 
 
