@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 from sat2cap.demo import demo, PAPER_PROMPTS
 
-TINY = dict(n_samples=900, region_step=3.0, clip_steps=20, train_steps=8, batch_size=16, gallery=60, caption_steps=20)
+TINY = dict(n_samples=900, region_step=3.0, clip_steps=20, train_steps=200, batch_size=16, gallery=60, caption_steps=20)
+# 200 Sat2Cap steps (~15 s on one core) are the fewest at which the headline ordering held for seeds 0-3
 FIGS = {"fig1_day_night", "fig2_dynamic_captions", "fig3_dynamic_skiing", "fig4_text_to_overhead",
         "fig5_country_horses", "fig6_localize_soccer", "fig8_overhead_to_ground"}
 
@@ -30,17 +31,42 @@ def test_report_has_scores_and_every_figure(out):
     assert {name for name, _ in imgs} == FIGS
     for _, rel in imgs: assert (out / rel).read_bytes()[:4] == b"\x89PNG", rel
 
-def test_scores_are_in_range(out):
+def test_map_aucs_equal_hand_computed(out):
+    "The figures stage's map AUCs equal sklearn's AUC of the map values against the truth, recomputed here."
+    from sklearn.metrics import roc_auc_score
+    from sat2cap import maps
+    from sat2cap.runs import load_run
+    from sat2cap.synthworld import SynthWorld
     fig = json.loads(next(out.glob("figures-*/stage.json")).read_text())["result"]
-    assert all(0 <= a["auc"] <= 1 and 0 <= a["no_meta_auc"] <= 1 for a in fig["map_auc"])
+    assert [a["prompt"] for a in fig["map_auc"]] == PAPER_PROMPTS
+    run, world = load_run(next(out.glob("train-*"))), SynthWorld.from_manifest(next(out.glob("world-*")))
+    conus = maps.region_for(run, "conus", cache_dir=next(out.glob("figures-*")) / "regions")    # cached by the stage
+    for a in fig["map_auc"]:
+        truth = maps.prompt_truth(world, a["prompt"], conus.lat, conus.lon, a["when"])
+        assert a["positives"] == int(truth.sum()) > 0, a["prompt"]
+        for key, meta in (("auc", True), ("no_meta_auc", False)):
+            sim = maps.similarity_map(conus, run, a["prompt"], a["when"], use_meta=meta)
+            assert a[key] == pytest.approx(roc_auc_score(truth, sim), abs=1e-4), (a["prompt"], key)
+
+def test_headline_ordering_and_ceiling(out):
+    "Held-out overhead->ground retrieval: with date/time > without > CLIP baseline, all below the Bayes ceiling."
     ev = json.loads(next(out.glob("evaluate-*/stage.json")).read_text())["result"]
     assert ev["gallery"] == TINY["gallery"]
-    assert all(0 <= v["R@10"] <= 1 for d in ("overhead_to_ground", "ground_to_overhead") for v in ev[d].values())
+    g = ev["overhead_to_ground"]
+    meta, no_meta, clip = g["sat2cap_meta"], g["sat2cap_no_meta"], g["clip_baseline"]
+    assert meta["R@10"] > no_meta["R@10"] > clip["R@10"] > 10 / ev["gallery"]        # the paper's headline, above chance
+    assert meta["median_rank"] < clip["median_rank"] and meta["median_rank"] <= no_meta["median_rank"] <= clip["median_rank"]
+    for d in ("overhead_to_ground", "ground_to_overhead"):
+        for m, v in ev[d].items():
+            assert v["R@1"] <= v["R@5"] <= v["R@10"], (d, m)                          # recall grows with k
+            for k in ("R@1", "R@5", "R@10"):                                            # a count of queries out of the gallery
+                assert v[k] * ev["gallery"] == pytest.approx(round(v[k] * ev["gallery"]), abs=0.01), (d, m, k)
     c = ev["ceiling"]                                       # the Bayes ceiling: date/time helps, far better than chance
     assert c["gallery"] == ev["gallery"] and c["with_meta"]["R@10"] >= c["no_meta"]["R@10"] > 10 / ev["gallery"]
     assert c["with_meta"]["R@1"] > 2 / ev["gallery"] and c["with_meta"]["median_rank"] <= c["no_meta"]["median_rank"]
+    assert c["with_meta"]["R@10"] >= meta["R@10"] and c["no_meta"]["R@10"] >= no_meta["R@10"]   # no model beats the ceiling
     frac = c["fraction_of_ceiling"]["sat2cap_meta"]["R@10"]
-    assert frac == pytest.approx(ev["overhead_to_ground"]["sat2cap_meta"]["R@10"] / c["with_meta"]["R@10"], abs=1e-3)
+    assert frac == pytest.approx(meta["R@10"] / c["with_meta"]["R@10"], abs=1e-3) and frac <= 1
 
 def test_rerun_reuses_every_stage(out, capsys):
     before = {p.parent.name: p.stat().st_mtime_ns for p in out.glob("*/stage.json")}

@@ -64,7 +64,11 @@ def test_panel_callbacks_update_result_and_figure(ex):
 
 def test_render_static_saves_png(ex, tmp_path):
     fig = render_static(ex, "sea", "2012-12-20", 23, "grid", path=tmp_path / "x.png")
-    assert (tmp_path / "x.png").stat().st_size > 1000 and "2012-12-20 23:00" in fig._suptitle.get_text()
+    assert "2012-12-20 23:00" in fig._suptitle.get_text()
+    from PIL import Image
+    img = np.asarray(Image.open(tmp_path / "x.png").convert("RGB")).astype(int)
+    coloured = (np.ptp(img, axis=2) > 30).mean()                  # axes and text alone are grey
+    assert min(img.shape[:2]) >= 200 and coloured > 0.01, coloured          # a drawn figure, not a blank
 
 def test_import_does_not_load_ipywidgets():
     code = "import sys, sat2cap, sat2cap.explore, sat2cap.retrieval; print('ipywidgets' in sys.modules)"

@@ -14,6 +14,13 @@ from sat2cap.core import Sat2CapError
 from sat2cap.embed import scan_region, region_parts, part_meta, stream_similarity, similarity_map
 from sat2cap.imagery import tiny_hf_encoder, embed_imagery, scan_imagery
 
+
+def drawn(png):
+    "Return (height, width, share of coloured pixels) of a PNG; axes and text alone are grey, a drawn map is coloured."
+    img = np.asarray(Image.open(png).convert("RGB")).astype(int)
+    return img.shape[0], img.shape[1], float((np.ptp(img, axis=2) > 30).mean())
+
+
 R = 6378137.0                                  # Web Mercator sphere radius (EPSG:3857)
 X0_3857, Y0_3857, PX_3857 = -11_690_000.0, 4_830_000.0, 20.0     # west of Denver, 20 m pixels
 X0_UTM, Y0_UTM, PX_UTM = 480_000.0, 4_400_000.0, 10.0             # UTM 13N, 10 m pixels
@@ -115,12 +122,16 @@ def test_cli_hf_geotiffs_xyz_to_map(hf_run, imagery, regions, tmp_path, capsys):
     # map -> PNG, with the best tile named; --localize and --bbox on the same region
     png = tmp_path / "map.png"
     code, out, err = cli(capsys, "map", run, regions / "tifs", "a green field", "--out", png)
-    assert code == 0 and png.stat().st_size > 10_000 and "16 tiles, best tile" in out
+    assert code == 0 and "16 tiles, best tile" in out
+    h, w, coloured = drawn(png)
+    assert min(h, w) >= 200 and coloured > 0.01, coloured                                     # a drawn map, not a blank
     best = out.split("best tile ")[1].split(" ")[0]
     assert best in tiles.index
     code, out, _ = cli(capsys, "map", run, regions / "xyz", "a green field", "--out", tmp_path / "loc.png", "--localize",
                        "--bbox", f"{xyz.lon.min() - 1e-6},{xyz.lat.min() - 1e-6},{xyz.lon.median()},{xyz.lat.max() + 1e-6}")
-    assert code == 0 and (tmp_path / "loc.png").exists() and " 16 tiles" in out                 # the western half
+    assert code == 0 and " 16 tiles" in out                                      # the western half
+    h, w, coloured = drawn(tmp_path / "loc.png")
+    assert min(h, w) >= 200 and coloured > 0.01, coloured
     # --when on a run without a dynamic encoder
     code, out, err = cli(capsys, "map", run, regions / "tifs", "a green field", "--when", "2012-07-15 10:00", "--out", tmp_path / "w.png")
     assert code == 2 and "no dynamic encoder" in err and err.count("\n") == 1 and "Traceback" not in err
@@ -177,7 +188,8 @@ def test_python_api(hf_run, imagery, tmp_path, monkeypatch):
     assert (tmp_path / "home" / "hf-runs").is_dir() and not model.run.dynamic
     region = model.embed(imagery / "tifs" / "merc.tif", out=tmp_path / "region", tile_px=64)
     m = model.map(region, "a green field")
-    assert m.save(tmp_path / "map.png").stat().st_size > 10_000
+    h, w, coloured = drawn(m.save(tmp_path / "map.png"))
+    assert min(h, w) >= 200 and coloured > 0.01, coloured                                     # a drawn map, not a blank
     assert m.best["tile_id"].startswith("merc.tif:") and m.result.tiles == 6
     with pytest.raises(Sat2CapError, match="no dynamic encoder"): model.map(region, "a green field", when="2012-07-15 10:00")
 
