@@ -4,7 +4,7 @@
 
 # %% ../nbs/06_embed.ipynb #96fef21e
 from __future__ import annotations
-import io, json, contextlib, datetime as dt
+import io, json, contextlib, hashlib, datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
 import numpy as np, pandas as pd, torch
@@ -14,7 +14,7 @@ import pyarrow as pa, pyarrow.parquet as pq, pyarrow.dataset as pds
 from .data import read_samples
 from .encoders import TextEncoder
 from .dynamic import when_meta, features
-from .synthworld import frac_month
+from .world import frac_month
 import geopandas as gpd, shapely, rasterio
 from affine import Affine
 from PIL import Image
@@ -293,9 +293,11 @@ def _time_shift(m:dict, dev) -> torch.Tensor|None:
     d = features(lat, lon, **T) - features(lat, lon, **{k: torch.tensor(v) for k, v in _T0.items()})  # (2, F)
     return d[0].to(dev) if torch.allclose(d[0], d[1], atol=1e-6) else None
 
-def _params_key(model) -> tuple:
-    "Identify the current weights of `model.dynamic` (changes when they are modified in place)."
-    return tuple((p.data_ptr(), p._version) for p in model.dynamic.parameters())
+def _params_key(model) -> str:
+    "Return a digest of the current weight values of `model.dynamic` (changes when they are modified)."
+    h = hashlib.blake2b(digest_size=16)
+    for p in model.dynamic.parameters(): h.update(p.detach().float().cpu().numpy().tobytes())
+    return h.hexdigest()
 
 # %% ../nbs/06_embed.ipynb #5313cef0
 @torch.inference_mode()
