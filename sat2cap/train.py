@@ -19,11 +19,11 @@ from fastcore.script import call_parse, store_true
 from .core import Sat2CapError, seed_everything, atomic_path, write_json, progress, torch_threads
 import sys, hashlib, tarfile
 from .core import (warn, run_lock, check_positive, check_nonneg, check_fraction, check_choice, check_device,
-    check_out_dir)
+                          check_out_dir)
 from .data import (CrossViewDataset, make_loader, count_samples, overhead_train_transform,
-    overhead_eval_transform, split_shards, strict_reading)
+                          overhead_eval_transform, split_shards, strict_reading)
 from .encoders import (load_clip, save_clip, GroundEncoder, TINY, CONFIG_NAME, tiny_config_path, check_clip,
-    retrieval_metrics)
+                              retrieval_metrics)
 from .dynamic import Sat2Cap
 from .loss import MemoryBankLoss, GroundCache, ground_cache, gather_all
 from .runs import TrainConfig, Run, load_run, complete_checkpoints, load_checkpoint
@@ -103,8 +103,8 @@ def epoch_quota(counts:dict, # shard -> samples (from `count_samples`)
                 ds:CrossViewDataset, # this epoch's dataset (its shard order)
                 batch_size:int, world:int, workers:int,
                ) -> int:
-    ("Return the batches every rank takes this epoch: the fewest full batches any rank's share holds (workers batch "
-     "their own shards).")
+    ("Return the batches every rank takes this epoch: the fewest full batches any rank's share holds "
+     "(workers batch their own shards).")
     nw = max(workers, 1)
     full = [sum(sum(counts[u] for u in ds.shards_of(r, world, w, nw)) // batch_size for w in range(nw))
             for r in range(world)]
@@ -253,8 +253,8 @@ def overhead_stats_dist(shards:list, # training shards
                         rank:int=0, world:int=1, device:str="cpu",
                         n:int=2000, # about this many images: the first ceil(n / shards) usable samples of every shard
                        ) -> dict:
-    ("Per-channel mean/std of overhead pixels on a fixed sample (the first samples of every shard), shards split over "
-     "ranks.")
+    ("Per-channel mean/std of overhead pixels on a fixed sample (the first samples of every "
+     "shard), shards split over ranks.")
     per = math.ceil(n / len(shards))
     acc = torch.zeros(4, 3, dtype=torch.float64)           # rows: sum, sum of squares, pixels, images
     for u in _local_bar(shards[rank::world], desc=f"overhead stats (rank {rank})", unit="shard"):
@@ -301,8 +301,8 @@ def _derive(cfg:TrainConfig, stats:dict, n_train:int) -> TrainConfig:
                                queue_size=max(1, min(cfg.queue_size, n_train // 2)))
 
 def _resume(run:Path, world:int, rank:int, model, loss_fn, opt, sched) -> tuple:
-    ("Load the latest complete checkpoint; return (step, pos, rng): exact with the same world size, from the next "
-     "epoch otherwise.")
+    ("Load the latest complete checkpoint; return (step, pos, rng): exact with the same world size, from "
+     "the next epoch otherwise.")
     ck = complete_checkpoints(run)[-1]
     saved = json.loads((ck / "meta.json").read_text())["world_size"]
     m = load_checkpoint(ck, model, loss_fn, opt, sched, rank if saved == world else 0)
@@ -313,8 +313,8 @@ def _resume(run:Path, world:int, rank:int, model, loss_fn, opt, sched) -> tuple:
     return m["step"], (m["epoch"] + 1, 0), None
 
 def setup_run(cfg:TrainConfig, rank:int=0, world:int=1, device:str="cpu") -> TrainState:
-    ("Build CLIP, model, loss, caches, transforms, optimizer and schedule (restored when resuming); `cfg` itself is "
-     "not changed.")
+    ("Build CLIP, model, loss, caches, transforms, optimizer and schedule (restored when resuming); "
+     "`cfg` itself is not changed.")
     run = Path(cfg.out)
     run.mkdir(parents=True, exist_ok=True)
     train_sh = split_shards(cfg.data, "train")
@@ -537,8 +537,8 @@ def make_config(data:str, # dataset folder with train/ and val/ shards
                 overwrite:bool=False, # start afresh even if `out` holds a run (its files are deleted by `clear_run`)
                 **overrides, # TrainConfig fields (None: keep the preset's or saved value)
                ) -> TrainConfig:
-    ("Build and check the config of a fresh run from a preset, or of a resumed one from its saved config; apply "
-     "`overrides`.")
+    ("Build and check the config of a fresh run from a preset, or of a resumed one from its saved "
+     "config; apply `overrides`.")
     if resume and overwrite: raise Sat2CapError("--resume and --overwrite contradict each other: give one")
     if preset is not None: check_choice("--preset", preset, tuple(PRESETS))
     check_out_dir(out)
@@ -548,8 +548,8 @@ def make_config(data:str, # dataset folder with train/ and val/ shards
     else:
         held = run_state(out) if rank0 and not overwrite and not resume else ""
         if held:
-            raise Sat2CapError(f"--out {out} already holds {held}; pass --resume to continue it or --overwrite to "
-                               "start afresh")
+            raise Sat2CapError(f"--out {out} already holds {held}; pass --resume to continue it or "
+                               "--overwrite to start afresh")
         clip = overrides.get("clip") or TrainConfig.clip
         preset = preset or ("synthworld" if is_tiny_clip(clip) else "paper")
         cfg = TrainConfig(data=str(data), out=str(out), preset=preset, **PRESETS[preset])
@@ -562,14 +562,14 @@ def make_config(data:str, # dataset folder with train/ and val/ shards
     return cfg
 
 def _resumed(cfg:TrainConfig, data, out, preset:str|None) -> TrainConfig:
-    ("Point a saved config at the run folder `out` it was found in and at `data`, after checking `data` is the run's "
-     "data.")
+    ("Point a saved config at the run folder `out` it was found in and at `data`, after checking "
+     "`data` is the run's data.")
     if preset is not None and preset != cfg.preset:
         raise Sat2CapError(f"--preset {preset}: the run in {out} was trained with preset {cfg.preset}")
     fp = data_fingerprint(data)
     if cfg.data_fingerprint and fp != cfg.data_fingerprint:
-        raise Sat2CapError(f"{data} is not the data the run in {out} was trained on (its train/val shards differ from "
-                           f"{cfg.data}'s); resume with the same dataset or start a new run")
+        raise Sat2CapError(f"{data} is not the data the run in {out} was trained on (its train/val shards "
+                           f"differ from {cfg.data}'s); resume with the same dataset or start a new run")
     cfg.data, cfg.out, cfg.data_fingerprint = str(data), str(out), fp
     return cfg
 
