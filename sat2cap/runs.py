@@ -108,8 +108,8 @@ def _load_one(ck:Path, model, loss_fn, opt, sched, rank:int) -> dict:
     return meta
 
 def load_checkpoint(ck:Path, model, loss_fn=None, opt=None, sched=None, rank:int=0) -> dict:
-    ("Load `ck`, or the newest intact complete checkpoint before it if a file of `ck` is damaged (with a warning); "
-     "return its meta.json.")
+    ("Load `ck`, or the newest intact complete checkpoint before it if a file of `ck` is damaged (with a "
+     "warning); return its meta.json.")
     ck = Path(ck)
     if not (ck / "COMPLETE").exists(): raise Sat2CapError(f"checkpoint {ck} is incomplete (no COMPLETE marker)")
     older = [c for c in complete_checkpoints(ck.parent.parent) if c.name < ck.name]
@@ -140,8 +140,8 @@ def load_run(run, # run folder written by `train`
              step:int|None=None, # checkpoint step (None: the latest intact complete one)
              device:str="cpu", # where to put the models
             ) -> Run:
-    ("Load a trained run's model, CLIP, config and overhead transform (falling back to an older checkpoint if the "
-     "newest is damaged).")
+    ("Load a trained run's model, CLIP, config and overhead transform (falling back to an older checkpoint "
+     "if the newest is damaged).")
     run = Path(run)
     if not run.is_dir(): raise Sat2CapError(f"run folder {str(run)!r} does not exist")
     cks = {int(p.name.split("-")[1]): p for p in complete_checkpoints(run)}
