@@ -271,8 +271,8 @@ def compute_ground_embeddings(shards:list, # shard paths (all of them: this rank
                               rank:int=0, world:int=1, # this process's share: shards rank, rank + world, ...
                               desc:str="ground embeddings", # progress-bar label
                              ) -> tuple:
-    ("Embed the ground photos of this rank's shards with the frozen CLIP image tower; return (emb (n, D) fp16, keys, "
-     "shard index).")
+    ("Embed the ground photos of this rank's shards with the frozen CLIP image tower; return (emb (n, D) "
+     "fp16, keys, shard index).")
     index = {u: i for i, u in enumerate(shards)}
     mine = shards[rank::world]                                 # a rank without shards writes an empty part
     enc = GroundEncoder(clip).to(device).eval()
@@ -296,8 +296,8 @@ def ground_cache(shards:list, # shard paths
                  rank:int=0, world:int=1, # this process among `world`: every rank embeds its own shards
                  **kwargs, # passed to `compute_ground_embeddings` (batch_size, num_workers, device)
                 ) -> GroundCache:
-    ("Open the cache for (`shards`, `clip`) in `cache_dir`, building it if needed: ranks write parts in parallel, rank "
-     "0 merges.")
+    ("Open the cache for (`shards`, `clip`) in `cache_dir`, building it if needed: ranks write parts "
+     "in parallel, rank 0 merges.")
     fp = cache_fingerprint(shards, clip)
     path = Path(cache_dir) / f"{name}-{fp[:16]}"
     if not _rank0_says((path / "meta.json").exists()):
