@@ -90,8 +90,8 @@ SKIP_REASONS = ("missing metadata.json", "bad metadata.json", "missing latitude"
                 "truncated shard")   # the sample a cut-short shard ends in
 
 def _original(msg):
-    ("Return the message of an exception torch re-raises from a DataLoader worker (the last line of its report), else "
-     "`msg`.")
+    ("Return the message of an exception torch re-raises from a DataLoader worker (the last line "
+     "of its report), else `msg`.")
     if not (isinstance(msg, str) and msg.startswith("Caught ") and "\nOriginal Traceback" in msg): return msg
     return msg.rstrip().splitlines()[-1].split(": ", 1)[-1]
 
@@ -407,15 +407,15 @@ class CrossViewDataset(IterableDataset):
         return tuple(wds.utils.pytorch_worker_info()[:2])
 
     def shard_order(self) -> list[str]:
-        ("Return this pass's shard order: file order, or with `shuffle` a permutation of (seed, epoch) that every rank "
-         "computes alike.")
+        ("Return this pass's shard order: file order, or with `shuffle` a permutation of (seed, epoch) that "
+         "every rank computes alike.")
         if not self.shuffle: return list(self.urls)
         perm = np.random.default_rng(_mix(self.seed, self.epoch, "shards")).permutation(len(self.urls))
         return [self.urls[i] for i in perm]
 
     def shards_of(self, rank:int, world:int, worker:int=0, workers:int=1) -> list[str]:
-        ("Return the shards that `rank` of `world` (and its loader `worker` of `workers`) reads this pass: disjoint "
-         "shares.")
+        ("Return the shards that `rank` of `world` (and its loader `worker` of `workers`) reads "
+         "this pass: disjoint shares.")
         if world > len(self.urls): raise Sat2CapError(f"{len(self.urls)} shards cannot be split over {world} ranks")
         return self.shard_order()[rank::world][worker::workers]
 
@@ -490,8 +490,8 @@ def read_samples(shards, # folder, glob, brace notation, path or list (see `reso
                  keys=None, # read only the samples with these keys
                  **opts, # `decode_sample` options: with_ground, decode_ground, with_date, with_overhead, with_caption, with_meta
                 ):
-    ("Yield sample dicts in file order through the one shard reader, skipping (and counting) bad samples; log the skip "
-     "report.")
+    ("Yield sample dicts in file order through the one shard reader, skipping (and counting) bad "
+     "samples; log the skip report.")
     ds = CrossViewDataset(split_shards(shards, split) if split else shards, strict=strict, keys=keys, **opts)
     yield from islice(ds, limit)
     if ds.last_report is None: ds.end_pass()                  # stopped at `limit`: report what was read
@@ -600,8 +600,8 @@ class CrossViewLoader:
     epoch = property(lambda self: self.dataset.epoch)
     @property
     def decoded(self) -> int:
-        ("Samples this loader's processes have read so far, over all passes (including batches prefetched but not yet "
-         "used).")
+        ("Samples this loader's processes have read so far, over all passes (including batches "
+         "prefetched but not yet used).")
         return self.passed + self.dataset.skips.seen
     @property
     def skipped(self) -> int:
@@ -620,8 +620,8 @@ class CrossViewLoader:
             self.passed_skipped += self.dataset.skips.skipped
             if not self.repeat: return
             if not batches:
-                raise Sat2CapError(f"a whole pass over {len(self.dataset.urls)} shards gave no batch "
-                                   f"({self.last_report})")
+                raise Sat2CapError(f"a whole pass over {len(self.dataset.urls)} shards gave no "
+                                   f"batch ({self.last_report})")
 
 # %% ../nbs/01_data.ipynb #0a21db91
 def make_loader(shards, # folder, glob, brace notation, path or list
