@@ -74,7 +74,7 @@ def encode_jpeg(img, # PIL image or (H, W, 3) uint8 array
     return buf.getvalue()
 
 def write_shard(path, # destination `.tar`
-                samples, # dicts with `__key__` and entries like `overhead.jpg` (PIL, array, bytes), `metadata.json` (dict)
+                samples, # dicts: `__key__` and entries like `overhead.jpg` (PIL, array, bytes), `metadata.json` (dict)
                ) -> Path:
     "Write `samples` as one webdataset shard, atomically."
     with atomic_path(path) as tmp:
@@ -380,7 +380,7 @@ class CrossViewDataset(IterableDataset):
                  ground_tf=None, # transform for ground PIL images (CLIP's preprocess)
                  shuffle:int=0, # sample shuffle buffer; >0 also shuffles shard order; 0 keeps file order
                  seed:int=0, # seed for shuffling and augmentation
-                 strict:bool|None=None, # raise on the first bad sample or cut-short shard instead of skipping it (None: `strict_reading`'s)
+                 strict:bool|None=None, # raise on the first bad sample or cut-short shard (None: `strict_reading`'s)
                  with_ground:bool=True, # require `groundlevel.jpg` (False for region tiles)
                  decode_ground:bool=True, # decode the ground image (False when a ground-embedding cache is used)
                  with_date:bool=True, # require and parse `date_taken`
@@ -483,12 +483,12 @@ def split_shards(data, # dataset folder with one sub-folder of `.tar` shards per
     if not shards: raise Sat2CapError(f"no shards (*.tar) in {d}")
     return shards
 
-def read_samples(shards, # folder, glob, brace notation, path or list (see `resolve_shards`), or a dataset folder with `split`
+def read_samples(shards, # folder, glob, braces, path or list (see `resolve_shards`), or a dataset folder with `split`
                  split:str|None=None, # read this split of dataset folder `shards` (see `split_shards`)
                  limit:int|None=None, # stop after this many samples
                  strict:bool|None=None, # raise on a bad sample or cut-short shard (None: `strict_reading`'s default)
                  keys=None, # read only the samples with these keys
-                 **opts, # `decode_sample` options: with_ground, decode_ground, with_date, with_overhead, with_caption, with_meta
+                 **opts, # `decode_sample` options: with_ground, decode_ground, with_date/overhead/caption/meta
                 ):
     ("Yield sample dicts in file order through the one shard reader, skipping (and counting) bad "
      "samples; log the skip report.")

@@ -306,7 +306,7 @@ def load_sat2cap_hf(repo_or_path:str="MVRL/Sat2Cap", # hub repository or local f
 def read_pairs(shards, # shards (see `sat2cap.data.resolve_shards`) with groundlevel.jpg and caption.txt
                bundle:ClipBundle, # CLIP whose transform and tokenizer to apply
                limit:int|None=None, # read at most this many pairs
-               strict:bool|None=None, # raise on a bad pair or cut-short shard instead of skipping it (None: `strict_reading`'s)
+               strict:bool|None=None, # raise on a bad pair or cut-short shard (None: `strict_reading`'s)
               ) -> tuple:
     "Read (ground photo, caption) pairs into (N, 3, S, S) float16 images, (N, L) tokens and the captions."
     pairs = read_samples(shards, limit=limit, strict=strict, with_overhead=False, with_meta=False, with_caption=True)
@@ -393,7 +393,7 @@ def pretrain_clip(data,                  # SynthWorld folder with train/ and val
                   eval_split:str="val",  # held-out split to evaluate on
                   warmup:int=50,         # linear warm-up steps
                   device:str|None=None,  # torch device; default cuda when available, else cpu
-                  strict:bool|None=None, # raise on a bad pair or cut-short shard instead of skipping it (None: `strict_reading`'s)
+                  strict:bool|None=None, # raise on a bad pair or cut-short shard (None: `strict_reading`'s)
                  ) -> dict:
     "Pretrain a CLIP on SynthWorld photo-caption pairs, save it to `out` and return held-out retrieval metrics."
     t0 = time.time()

@@ -290,7 +290,7 @@ class RegionTiles:
     thumbs: np.ndarray # (N, S, S, 3) uint8 overhead tiles
 
 def load_region_tiles(run, # loaded run
-                      src, # tile source for `sat2cap.embed.read_tiles` (a SynthWorld folder uses its region/, a split folder its tiles)
+                      src, # `sat2cap.embed.read_tiles` source (SynthWorld folder: its region/; split folder: its tiles)
                       out_path, # GeoParquet destination of the embeddings
                       thumb:int=64, # thumbnail size, px
                       batch_size:int=64, # tiles per forward pass

@@ -349,7 +349,7 @@ def setup_run(cfg:TrainConfig, rank:int=0, world:int=1, device:str="cpu") -> Tra
 
 # %% ../nbs/05_train.ipynb #3a4651e2
 def train(cfg:TrainConfig, # all settings
-          callback=None, # called as callback(step, dict(keys, loss, model, loss_fn, rank, world, ...)) after every step on every rank
+          callback=None, # callback(step, dict(keys, loss, model, loss_fn, rank, world, ...)) after each step, all ranks
          ) -> TrainState:
     "Train Sat2Cap as configured; return the final state (model, loss_fn, the config used, ...)."
     rank, world, device = setup_dist(cfg.device, cfg.dist_timeout_min)
