@@ -17,7 +17,7 @@ from safetensors import SafetensorError, safe_open
 from open_clip.pretrained import get_pretrained_cfg
 from fastcore.script import call_parse, store_true
 from .core import (Sat2CapError, seed_everything, atomic_path, write_json, progress, check_positive,
-                          check_nonneg, check_choice, check_device, check_out_dir)
+    check_nonneg, check_choice, check_device, check_out_dir)
 from .data import read_samples, split_shards
 from safetensors.torch import save_file
 from open_clip.model import _build_vision_tower

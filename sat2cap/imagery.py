@@ -18,7 +18,7 @@ from safetensors.torch import save_model
 from fastcore.script import call_parse, store_true
 from .core import Sat2CapError, atomic_path, write_json, progress, chunks
 from .encoders import (load_clip, save_clip, load_sat2cap_hf, hf_vision_config, SAT2CAP_OVERHEAD_MEAN,
-                              SAT2CAP_OVERHEAD_STD)
+    SAT2CAP_OVERHEAD_STD)
 from .dynamic import Sat2Cap
 from .runs import TrainConfig, Run, load_run
 from .embed import (encode_tiles, tile_table, write_part, part_name, part_meta, region_parts, INFO_NAME,

@@ -19,11 +19,11 @@ from fastcore.script import call_parse, store_true
 from .core import Sat2CapError, seed_everything, atomic_path, write_json, progress, torch_threads
 import sys, hashlib, tarfile
 from .core import (warn, run_lock, check_positive, check_nonneg, check_fraction, check_choice, check_device,
-                          check_out_dir)
+    check_out_dir)
 from .data import (CrossViewDataset, make_loader, count_samples, overhead_train_transform,
-                          overhead_eval_transform, split_shards, strict_reading)
+    overhead_eval_transform, split_shards, strict_reading)
 from .encoders import (load_clip, save_clip, GroundEncoder, TINY, CONFIG_NAME, tiny_config_path, check_clip,
-                              retrieval_metrics)
+    retrieval_metrics)
 from .dynamic import Sat2Cap
 from .loss import MemoryBankLoss, GroundCache, ground_cache, gather_all
 from .runs import TrainConfig, Run, load_run, complete_checkpoints, load_checkpoint
