@@ -550,8 +550,8 @@ def streamed_figure(sm:StreamedMap, # from `stream_similarity`
     "Return a figure of a streamed map (and, with `localize_box`, the 24 km² box around its best tile)."
     fig, axs = plt.subplots(1, 2 if localize_box else 1, figsize=(14 if localize_box else 8, 6), squeeze=False)
     note = draw_streamed(sm, axs[0, 0], basemap)
-    axs[0, 0].set_title(f"{sm.prompt!r} at {sm.when or 'any time'}: {sm.tiles:,} tiles" + (f"\n({note})" if note else ""),
-                        fontsize=10)
+    axs[0, 0].set_title(f"{sm.prompt!r} at {sm.when or 'any time'}: {sm.tiles:,} tiles"
+                        + (f"\n({note})" if note else ""), fontsize=10)
     if localize_box:
         b = sm.best
         box = box_around(b["lat"], b["lon"], 24.0)
