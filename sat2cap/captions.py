@@ -18,7 +18,8 @@ from .encoders import check_clip
 from .encoders import GroundEncoder, load_clip
 from .dynamic import when_meta
 from .runs import load_run
-from .synthworld import SynthWorld, day_phase, season, PHASES, SEASONS, LANDCOVER, ACTIVITIES, prompt_concepts
+from .world import SynthWorld, day_phase, season, PHASES, SEASONS, LANDCOVER, ACTIVITIES
+from .concepts import prompt_concepts
 import datetime as dt
 import pandas as pd, matplotlib.pyplot as plt
 from safetensors.torch import save_file, load_file

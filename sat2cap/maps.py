@@ -15,8 +15,10 @@ from .embed import StreamedMap, stream_similarity, tiles_in_box, format_when, op
 from .core import save_figure
 from .embed import tile_sources, read_tiles, month_hour
 from .runs import load_run
-from .synthworld import (SynthWorld, write_region, BBOX, ACTIVITIES, LANDCOVER, ACTIVITY_PHRASES, concept_truth,
-                                render_ground, prompt_concepts, caption_vocabulary, sun_hours, frac_month)
+from .world import SynthWorld, BBOX, ACTIVITIES, LANDCOVER, concept_truth, sun_hours, frac_month
+from .concepts import ACTIVITY_PHRASES, prompt_concepts, caption_vocabulary
+from .render import render_ground
+from .synthworld import write_region
 import hashlib
 from dataclasses import asdict
 import geopandas as gpd

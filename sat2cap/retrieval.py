@@ -14,7 +14,8 @@ from .core import save_figure
 from .encoders import GroundEncoder
 from .dynamic import when_meta
 from .embed import encode_tiles, read_tiles, embed_region, similarity_map, month_hour
-from .synthworld import prompt_concepts, ACTIVITIES, LANDCOVER
+from .world import ACTIVITIES, LANDCOVER
+from .concepts import prompt_concepts
 import pandas as pd, matplotlib.pyplot as plt
 from PIL import Image
 
