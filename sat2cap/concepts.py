@@ -15,40 +15,52 @@ __all__ = ['ACTIVITY_PHRASES', 'PLACE_PHRASES', 'TIME_PHRASES', 'TIME_NOUNS', 'S
            'caption_phrases', 'prompt_concepts', 'vocabulary_table']
 
 # %% ../nbs/00b_concepts.ipynb #be3798da
-ACTIVITY_PHRASES = {"driving": "people driving cars", "horses": "people riding horses", "hiking": "person on a long hike",
+ACTIVITY_PHRASES = {"driving": "people driving cars", "horses": "people riding horses",
+                    "hiking": "person on a long hike",
     "running": "person on a long run", "soccer": "ongoing soccer match", "basketball": "ongoing basketball match",
     "sandplay": "kids playing in the sand", "street": "a busy street in downtown", "sailing": "sailboat on the sea",
     "beachwalk": "person on the beach", "skiing": "people skiing down a snowy slope",
     "farming": "a tractor working in the field", "camping": "a tent at a campsite", "scenery": ""}
-PLACE_PHRASES = {"water": "on the sea", "beach": "on the beach", "downtown": "in downtown", "residential": "in a neighborhood",
+PLACE_PHRASES = {"water": "on the sea", "beach": "on the beach", "downtown": "in downtown",
+                 "residential": "in a neighborhood",
     "stadium": "in a stadium", "farmland": "on a farm", "forest": "in the forest", "desert": "in the desert",
     "mountain": "in the mountains", "grassland": "on the prairie"}
-TIME_PHRASES = {"night": "at night", "dawn": "at dawn", "morning": "in the morning", "afternoon": "in the afternoon", "dusk": "at dusk"}
+TIME_PHRASES = {"night": "at night", "dawn": "at dawn", "morning": "in the morning", "afternoon": "in the afternoon",
+                "dusk": "at dusk"}
 TIME_NOUNS = {"night": "nighttime", "dawn": "dawn", "morning": "morning", "afternoon": "afternoon", "dusk": "dusk"}
 SEASON_PHRASES = {s: f"in {s}" for s in SEASONS}
 _IMPLIED_PLACE = {"street", "sailing", "beachwalk"}   # activity phrases that already name their place
 
 # %% ../nbs/00b_concepts.ipynb #254c8179
 ACTIVITY_VARIANTS = {  # activity: caption phrasings (the first is `ACTIVITY_PHRASES`)
-    "driving": ["people driving cars", "cars on the road", "a car driving through town", "driving my car", "traffic of cars"],
-    "horses": ["people riding horses", "horseback riding", "a rider on her horse", "horses and riders", "riding a horse"],
-    "hiking": ["person on a long hike", "hikers on the trail", "a hiker with a backpack", "hiking up the trail", "backpacking trip"],
+    "driving": ["people driving cars", "cars on the road", "a car driving through town", "driving my car",
+                "traffic of cars"],
+    "horses": ["people riding horses", "horseback riding", "a rider on her horse", "horses and riders",
+               "riding a horse"],
+    "hiking": ["person on a long hike", "hikers on the trail", "a hiker with a backpack", "hiking up the trail",
+               "backpacking trip"],
     "running": ["person on a long run", "runners on the trail", "a jogger running", "jogging", "out for a run"],
     "soccer": ["ongoing soccer match", "soccer game", "football players kicking the ball", "a soccer team playing"],
     "basketball": ["ongoing basketball match", "basketball game", "shooting hoops", "basketball players"],
-    "sandplay": ["kids playing in the sand", "children building a sandcastle", "a sandcastle", "kids digging in the sand"],
-    "street": ["a busy street in downtown", "crowded street", "traffic on a busy street", "people walking down the street"],
+    "sandplay": ["kids playing in the sand", "children building a sandcastle", "a sandcastle",
+                 "kids digging in the sand"],
+    "street": ["a busy street in downtown", "crowded street", "traffic on a busy street",
+               "people walking down the street"],
     "sailing": ["sailboat on the sea", "sailing boats", "a yacht sailing", "boats out sailing"],
-    "beachwalk": ["person on the beach", "a walk along the shore", "strolling on the beach", "people walking by the sea"],
+    "beachwalk": ["person on the beach", "a walk along the shore", "strolling on the beach",
+                  "people walking by the sea"],
     "skiing": ["people skiing down a snowy slope", "skiers on the slopes", "skiing", "a skier going down the slope"],
-    "farming": ["a tractor working in the field", "tractor harvesting crops", "harvest time", "a farmer on his tractor"],
+    "farming": ["a tractor working in the field", "tractor harvesting crops", "harvest time",
+                "a farmer on his tractor"],
     "camping": ["a tent at a campsite", "camping in a tent", "our campsite", "campfire by the tent"],
     "scenery": [""]}
 ACTIVITY_TAGS = {  # activity: single-word tags
     "driving": "car cars driving drive roadtrip road", "horses": "horse horses horseback rider riders equestrian",
-    "hiking": "hike hiking hiker hikers backpacking trek", "running": "run running runner runners jogging jog jogger joggers marathon",
+    "hiking": "hike hiking hiker hikers backpacking trek",
+    "running": "run running runner runners jogging jog jogger joggers marathon",
     "soccer": "soccer football", "basketball": "basketball hoops", "sandplay": "kids children sandcastle sandcastles",
-    "street": "street streets traffic crowd crowds crowded", "sailing": "sailboat sailboats sailing boat boats yacht", "beachwalk": "stroll strolling",
+    "street": "street streets traffic crowd crowds crowded", "sailing": "sailboat sailboats sailing boat boats yacht",
+    "beachwalk": "stroll strolling",
     "skiing": "ski skiing skier skiers slope slopes", "farming": "tractor harvest harvesting farming farmer",
     "camping": "tent tents campsite camping campfire camp", "scenery": ""}
 PLACE_VARIANTS = {  # land cover: caption phrasings (the first is `PLACE_PHRASES`)
@@ -63,7 +75,8 @@ PLACE_VARIANTS = {  # land cover: caption phrasings (the first is `PLACE_PHRASES
     "mountain": ["in the mountains", "on the mountain", "up in the peaks", "in the alpine"],
     "grassland": ["on the prairie", "in the grassland", "in a meadow", "on the ranch"]}
 PLACE_TAGS = {  # land cover: single-word tags
-    "water": "sea ocean lake water", "beach": "beach coast coastal shore seaside", "downtown": "downtown city urban skyscrapers",
+    "water": "sea ocean lake water", "beach": "beach coast coastal shore seaside",
+    "downtown": "downtown city urban skyscrapers",
     "residential": "neighborhood neighbourhood suburb suburbs suburban houses residential", "stadium": "stadium arena",
     "farmland": "farm farms farmland fields crops", "forest": "forest woods trees", "desert": "desert dunes cactus",
     "mountain": "mountains mountain peaks alpine", "grassland": "prairie grassland meadow grass ranch"}
@@ -86,17 +99,22 @@ def _pick(rng, xs:list):
 
 def _tag(rng, words:str) -> str:
     "Return one word of a space-separated tag list."
-    ws = words.split(); return ws[int(rng.integers(len(ws)))]
+    ws = words.split()
+    return ws[int(rng.integers(len(ws)))]
 
 def _sentence(place:str, activity:str, ph:str, season_s:str|None, rng) -> str:
     "Compose a sentence or title: activity, place, time and season phrases in a varied order."
     if activity == "scenery":
-        head = _pick(rng, [f"{TIME_NOUNS[ph]} {PLACE_PHRASES[place]}", f"view {_pick(rng, PLACE_VARIANTS[place])}", f"{ph} {_pick(rng, PLACE_VARIANTS[place])}"])
+        head = _pick(rng, [f"{TIME_NOUNS[ph]} {PLACE_PHRASES[place]}", f"view {_pick(rng, PLACE_VARIANTS[place])}",
+                           f"{ph} {_pick(rng, PLACE_VARIANTS[place])}"])
         return " ".join([head] + ([season_s] if season_s else []))
     parts = [_pick(rng, ACTIVITY_VARIANTS[activity])]
     if activity not in _IMPLIED_PLACE and rng.random() < 0.75: parts.append(_pick(rng, PLACE_VARIANTS[place]))
-    tail = [x for x in (_pick(rng, TIME_VARIANTS[ph]) if rng.random() < (0.9 if ph in ("night", "dusk") else 0.55) else None, season_s) if x]
-    if tail and rng.random() < 0.25: return (" ".join(tail) + ", " + " ".join(parts)).capitalize()   # "At night, people ..."
+    tail = [x for x in (_pick(rng, TIME_VARIANTS[ph])
+                        if rng.random() < (0.9 if ph in ("night", "dusk") else 0.55) else None, season_s)
+            if x]
+    if tail and rng.random() < 0.25:
+        return (" ".join(tail) + ", " + " ".join(parts)).capitalize()   # "At night, people ..."
     return " ".join(parts + tail)
 
 def _tags(place:str, activity:str, ph:str, season_t:str|None, rng) -> str:
@@ -125,7 +143,8 @@ def make_caption(place:str, # land cover name
     if style < 0.5: return _sentence(place, activity, ph, season_s, rng)
     if style < 0.75: return _tags(place, activity, ph, season_t, rng)
     title = _sentence(place, activity, ph, season_s, rng)
-    return (title[:1].upper() + title[1:] + " | " + " ".join(rng.choice(DISTRACTORS, int(rng.integers(1, 4)), replace=False))).strip()
+    return (title[:1].upper() + title[1:] + " | "
+            + " ".join(rng.choice(DISTRACTORS, int(rng.integers(1, 4)), replace=False))).strip()
 
 
 # %% ../nbs/00b_concepts.ipynb #2c22dd93
@@ -148,7 +167,8 @@ def caption_phrases() -> dict:
 
 def prompt_concepts(prompt:str, # free text, e.g. "people riding horses in winter"
                    ) -> list:
-    "Return the truth concepts `(kind, name)` a prompt names, in text order: activity phrasings first, then words; one activity."
+    ("Return the truth concepts `(kind, name)` a prompt names, in text order: activity phrasings first, "
+     "then words; one activity.")
     text, found = " " + " ".join(re.findall(r"[a-z]+", prompt.lower())) + " ", []
     for p, c in caption_phrases().items():
         i = text.find(f" {p} ")
@@ -168,6 +188,8 @@ def vocabulary_table():
     rows = [("activity", a, ACTIVITY_VARIANTS[a], ACTIVITY_TAGS[a]) for a in ACTIVITIES if a != "scenery"]
     rows += [("landcover", c, PLACE_VARIANTS[c], PLACE_TAGS[c]) for c in LANDCOVER]
     rows += [("time", p, TIME_VARIANTS[p], TIME_TAGS[p]) for p in PHASES] + [("time", "day", [], _WORDS["time"]["day"])]
-    rows += [("season", s, SEASON_VARIANTS[s], SEASON_TAGS[s]) for s in SEASONS] + [("snow", "snow", SNOW_VARIANTS, SNOW_TAGS)]
-    return pd.DataFrame([dict(kind=k, concept=n, phrasings="; ".join(v), words=w.replace(" ", ", ")) for k, n, v, w in rows])
+    rows += ([("season", s, SEASON_VARIANTS[s], SEASON_TAGS[s]) for s in SEASONS]
+             + [("snow", "snow", SNOW_VARIANTS, SNOW_TAGS)])
+    return pd.DataFrame([dict(kind=k, concept=n, phrasings="; ".join(v), words=w.replace(" ", ", "))
+                         for k, n, v, w in rows])
 

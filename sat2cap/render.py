@@ -17,8 +17,12 @@ __all__ = ['TEXTURES', 'SPRITES', 'render_overhead', 'render_ground']
 def _interp_matrix(S:int, n:int) -> np.ndarray:
     "Return the (S, n + 1) smoothstep interpolation weights from n + 1 lattice values to S pixels."
     t = (np.arange(S) + 0.5) / S * n
-    i = np.minimum(t.astype(int), n - 1); f = t - i; f = f * f * (3 - 2 * f)
-    M = np.zeros((S, n + 1), np.float32); M[np.arange(S), i] = 1 - f; M[np.arange(S), i + 1] = f
+    i = np.minimum(t.astype(int), n - 1)
+    f = t - i
+    f = f * f * (3 - 2 * f)
+    M = np.zeros((S, n + 1), np.float32)
+    M[np.arange(S), i] = 1 - f
+    M[np.arange(S), i + 1] = f
     return M
 
 def _pnoise(S:int, freq:int, rng) -> np.ndarray:
@@ -38,7 +42,8 @@ def _rgb(base, delta) -> np.ndarray:
     return np.asarray(base, dtype=np.float32)[None, None] + np.asarray(delta, dtype=np.float32)[..., None]
 
 def _tex_water(S, rng):
-    x, y = _grid(S); a = rng.uniform(0, np.pi)
+    x, y = _grid(S)
+    a = rng.uniform(0, np.pi)
     w = np.sin(2 * np.pi * 9 * (x * np.cos(a) + y * np.sin(a)) + 2 * _pnoise(S, 3, rng))
     return _rgb((28, 78, 150), 12 * w + 6 * _pnoise(S, 8, rng))
 
@@ -47,7 +52,8 @@ def _tex_beach(S, rng):
     return _rgb((228, 208, 158), 9 * _pnoise(S, 6, rng) + 5 * np.sin(2 * np.pi * 16 * (y + 0.2 * x)))
 
 def _tex_downtown(S, rng, n=4, road=0.14):
-    x, y = _grid(S); bx, by = np.minimum((x * n).astype(int), n - 1), np.minimum((y * n).astype(int), n - 1)
+    x, y = _grid(S)
+    bx, by = np.minimum((x * n).astype(int), n - 1), np.minimum((y * n).astype(int), n - 1)
     fx, fy = x * n - bx, y * n - by
     shade = rng.uniform(115, 215, (n, n, 2, 2))
     v = shade[by, bx, (fy > 0.57).astype(int), (fx > 0.57).astype(int)]
@@ -56,7 +62,8 @@ def _tex_downtown(S, rng, n=4, road=0.14):
     return _rgb((0, 0, 6), v + 4 * _pnoise(S, 16, rng))
 
 def _tex_residential(S, rng, n=3, m=10):
-    x, y = _grid(S); img = _rgb((92, 142, 70), 10 * _pnoise(S, 12, rng))
+    x, y = _grid(S)
+    img = _rgb((92, 142, 70), 10 * _pnoise(S, 12, rng))
     cx, cy = np.minimum((x * m).astype(int), m - 1), np.minimum((y * m).astype(int), m - 1)
     lx, ly = x * m - cx, y * m - cy
     house = (rng.random((m, m)) < 0.75)[cy, cx] & (np.abs(lx - 0.5) < 0.26) & (np.abs(ly - 0.5) < 0.2)
@@ -86,7 +93,8 @@ def _tex_farmland(S, rng):
     col, ori = pal[rng.integers(0, 5, 9)][fid], rng.integers(0, 2, 9)[fid]
     rows = np.sin(2 * np.pi * 22 * np.where(ori == 0, x, y))
     img = col + (10 * rows + 4 * _pnoise(S, 10, rng))[..., None]
-    edge = (np.abs(x[..., None] - cx[None, None]) < 0.01).any(-1) | (np.abs(y[..., None] - cy[None, None]) < 0.01).any(-1)
+    edge = ((np.abs(x[..., None] - cx[None, None]) < 0.01).any(-1)
+            | (np.abs(y[..., None] - cy[None, None]) < 0.01).any(-1))
     return np.where(edge[..., None], np.float32([120, 110, 80]), img)
 
 def _tex_forest(S, rng):
@@ -109,8 +117,9 @@ def _tex_mountain(S, rng, snow=0.0):
 def _tex_grassland(S, rng):
     return _rgb((160, 170, 96), 12 * _pnoise(S, 5, rng) + 6 * _pnoise(S, 16, rng))
 
-TEXTURES = dict(water=_tex_water, beach=_tex_beach, downtown=_tex_downtown, residential=_tex_residential, stadium=_tex_stadium,
-                farmland=_tex_farmland, forest=_tex_forest, desert=_tex_desert, mountain=_tex_mountain, grassland=_tex_grassland)
+TEXTURES = dict(water=_tex_water, beach=_tex_beach, downtown=_tex_downtown, residential=_tex_residential,
+                stadium=_tex_stadium, farmland=_tex_farmland, forest=_tex_forest, desert=_tex_desert,
+                mountain=_tex_mountain, grassland=_tex_grassland)
 
 # %% ../nbs/00c_render.ipynb #1e15eda3
 def render_overhead(fractions, # (C,) land-cover fractions of the tile
@@ -120,11 +129,16 @@ def render_overhead(fractions, # (C,) land-cover fractions of the tile
                    ) -> Image.Image:
     "Render an overhead tile whose pixels cover each land cover in proportion to its fraction."
     rng = np.random.default_rng(rng)
-    f = np.asarray(fractions, dtype=float); S = size
-    f = np.where(f < 0.02, 0, f); fs = f.copy(); fs[4] = 0
-    x, y = _grid(S); a = rng.uniform(0, 2 * np.pi)
+    f = np.asarray(fractions, dtype=float)
+    S = size
+    f = np.where(f < 0.02, 0, f)
+    fs = f.copy()
+    fs[4] = 0
+    x, y = _grid(S)
+    a = rng.uniform(0, 2 * np.pi)
     z = (x * np.cos(a) + y * np.sin(a)) + 0.8 * _pnoise(S, 3, rng) + 0.2 * _pnoise(S, 7, rng)
-    cuts = np.quantile(z, np.clip(np.cumsum(fs) / max(fs.sum(), 1e-9), 0, 1)[:-1])  # each class gets its share of pixels
+    # each class gets its share of pixels
+    cuts = np.quantile(z, np.clip(np.cumsum(fs) / max(fs.sum(), 1e-9), 0, 1)[:-1])
     label = np.searchsorted(cuts, z, side="right")
     img = np.zeros((S, S, 3), np.float32)
     for c in np.unique(label):
@@ -132,7 +146,8 @@ def render_overhead(fractions, # (C,) land-cover fractions of the tile
         t = _tex_mountain(S, rng, snow) if name == "mountain" else TEXTURES[name](S, rng)
         img = np.where((label == c)[..., None], t, img)
     if f[4] > 0:                                                                   # stadium oval of its area
-        s = np.sqrt(f[4] / (np.pi * 0.47 * 0.37)); cx, cy = rng.uniform(0.5 - (1 - s) / 2, 0.5 + (1 - s) / 2, 2) if s < 1 else (0.5, 0.5)
+        s = np.sqrt(f[4] / (np.pi * 0.47 * 0.37))
+        cx, cy = rng.uniform(0.5 - (1 - s) / 2, 0.5 + (1 - s) / 2, 2) if s < 1 else (0.5, 0.5)
         u, v = np.clip((x - cx) / max(s, 1e-3) + 0.5, 0, 1), np.clip((y - cy) / max(s, 1e-3) + 0.5, 0, 1)
         st = _tex_stadium(S, rng)[np.minimum((v * S).astype(int), S - 1), np.minimum((u * S).astype(int), S - 1)]
         img = np.where((((u - .5) / .5) ** 2 + ((v - .5) / .5) ** 2 < 1)[..., None], st, img)
@@ -142,8 +157,9 @@ def render_overhead(fractions, # (C,) land-cover fractions of the tile
     return Image.fromarray(np.clip(img, 0, 255).astype(np.uint8))
 
 # %% ../nbs/00c_render.ipynb #e9b1b289
-_SKY = {"night": ((6, 8, 26), (22, 28, 58)), "dawn": ((70, 80, 140), (250, 160, 90)), "dusk": ((60, 55, 120), (250, 130, 60)),
-        "morning": ((95, 150, 220), (185, 215, 240)), "afternoon": ((70, 130, 215), (170, 205, 238))}
+_SKY = {"night": ((6, 8, 26), (22, 28, 58)), "dawn": ((70, 80, 140), (250, 160, 90)),
+        "dusk": ((60, 55, 120), (250, 130, 60)), "morning": ((95, 150, 220), (185, 215, 240)),
+        "afternoon": ((70, 130, 215), (170, 205, 238))}
 
 def _sky(S:int, phase:str, rng) -> np.ndarray:
     "Return an (S, S, 3) sky gradient for the phase, with stars and a moon at night."
@@ -151,7 +167,8 @@ def _sky(S:int, phase:str, rng) -> np.ndarray:
     t = np.linspace(0, 1, S, dtype=np.float32)[:, None, None]
     img = np.broadcast_to(top * (1 - t) + bot * t, (S, S, 3)).copy()
     if phase == "night":
-        n = int(0.012 * S * S); ys, xs = rng.integers(0, S // 2, n), rng.integers(0, S, n)
+        n = int(0.012 * S * S)
+        ys, xs = rng.integers(0, S // 2, n), rng.integers(0, S, n)
         img[ys, xs] = rng.uniform(140, 255, (n, 1))
         cx, cy, r = rng.uniform(0.15, 0.85) * S, rng.uniform(0.08, 0.25) * S, 0.05 * S + 1
         yy, xx = np.mgrid[0:S, 0:S]
@@ -165,7 +182,8 @@ class _Canvas:
     "A PIL RGBA drawing surface in 64-unit coordinates, with a list of night lights."
     def __init__(self, S:int, rng):
         self.S, self.k, self.rng = S, S / 64, rng
-        self.img = Image.new("RGBA", (S, S), (0, 0, 0, 0)); self.d = ImageDraw.Draw(self.img)
+        self.img = Image.new("RGBA", (S, S), (0, 0, 0, 0))
+        self.d = ImageDraw.Draw(self.img)
         self.lights = []
 
     def xy(self, pts): return [(x * self.k, y * self.k) for x, y in pts]
@@ -177,12 +195,15 @@ class _Canvas:
 
 def _person(cv:_Canvas, x, y, h=14, shirt=(200, 40, 40), pose="stand", skin=(232, 190, 150), pack=False):
     "Draw a stick person with feet at (x, y), `h` units tall; pose stand, walk, run or ski."
-    r = h * 0.11; hy = y - h + r; sy, hip = hy + r, y - h * 0.45
+    r = h * 0.11
+    hy = y - h + r
+    sy, hip = hy + r, y - h * 0.45
     lean = {"run": 2.5, "ski": 3.0, "walk": 1.0}.get(pose, 0)
     cv.line([(x + lean, sy), (x, hip)], shirt, w=h * 0.16)
     if pack: cv.rect(x - h * 0.22 + lean * 0.5, sy + 1, x - 0.5 + lean * 0.5, sy + h * 0.28, (90, 70, 40))
     spread = {"run": 0.35, "walk": 0.2, "ski": 0.15}.get(pose, 0.08) * h
-    cv.line([(x, hip), (x - spread, y)], (40, 40, 70), w=h * 0.1); cv.line([(x, hip), (x + spread, y)], (40, 40, 70), w=h * 0.1)
+    cv.line([(x, hip), (x - spread, y)], (40, 40, 70), w=h * 0.1)
+    cv.line([(x, hip), (x + spread, y)], (40, 40, 70), w=h * 0.1)
     arm = {"run": (-0.3, 0.3), "ski": (0.3, 0.45)}.get(pose, (-0.2, 0.2))
     for s in arm: cv.line([(x + lean * 0.8, sy + 1), (x + lean * 0.8 + s * h, hip)], shirt, w=h * 0.08)
     cv.ellipse(x + lean - r, hy - r, x + lean + r, hy + r, skin)
@@ -194,17 +215,24 @@ def _backdrop(cv:_Canvas, place:str, hz:float, snow:float):
     if place in ("water", "beach"):
         cv.rect(0, hz, 64, 64, (30, 82, 150))
         for i in range(8):
-            yy = hz + 2 + i * (64 - hz) / 8; x0 = r.uniform(0, 30); cv.line([(x0, yy), (x0 + r.uniform(10, 30), yy)], (80, 130, 190))
-        if place == "beach": cv.poly([(0, hz + 10), (64, hz + 6), (64, 64), (0, 64)], (226, 206, 156)); cv.line([(0, hz + 10), (64, hz + 6)], (245, 245, 240), 1.2)
+            yy = hz + 2 + i * (64 - hz) / 8
+            x0 = r.uniform(0, 30)
+            cv.line([(x0, yy), (x0 + r.uniform(10, 30), yy)], (80, 130, 190))
+        if place == "beach":
+            cv.poly([(0, hz + 10), (64, hz + 6), (64, 64), (0, 64)], (226, 206, 156))
+            cv.line([(0, hz + 10), (64, hz + 6)], (245, 245, 240), 1.2)
         return
-    ground = {"downtown": (92, 92, 98), "residential": (96, 150, 72), "stadium": (60, 150, 64), "farmland": (190, 175, 95),
-              "forest": (60, 100, 50), "desert": (214, 184, 134), "mountain": (110, 120, 90), "grassland": (155, 175, 95)}[place]
+    ground = {"downtown": (92, 92, 98), "residential": (96, 150, 72), "stadium": (60, 150, 64),
+              "farmland": (190, 175, 95), "forest": (60, 100, 50), "desert": (214, 184, 134),
+              "mountain": (110, 120, 90), "grassland": (155, 175, 95)}[place]
     if place == "mountain":
         for i in range(3):
-            px, ph = r.uniform(-5, 69), r.uniform(18, 32); base = hz + 2
+            px, ph = r.uniform(-5, 69), r.uniform(18, 32)
+            base = hz + 2
             cv.poly([(px - 24, base), (px, base - ph), (px + 24, base)], (105 + 12 * i, 100 + 10 * i, 95 + 8 * i))
             cap = ph * (0.25 + 0.5 * snow)
-            cv.poly([(px - 24 * cap / ph, base - ph + cap), (px, base - ph), (px + 24 * cap / ph, base - ph + cap)], (240, 242, 248))
+            cv.poly([(px - 24 * cap / ph, base - ph + cap), (px, base - ph), (px + 24 * cap / ph, base - ph + cap)],
+                    (240, 242, 248))
     if place == "desert":
         for i in range(2):
             px, w_, h_ = r.uniform(0, 50), r.uniform(12, 20), r.uniform(6, 12)
@@ -213,121 +241,179 @@ def _backdrop(cv:_Canvas, place:str, hz:float, snow:float):
     if place == "downtown":
         x = -2
         while x < 64:
-            w_, h_ = r.uniform(7, 13), r.uniform(12, 36); g = r.uniform(90, 160)
+            w_, h_ = r.uniform(7, 13), r.uniform(12, 36)
+            g = r.uniform(90, 160)
             cv.rect(x, hz - h_, x + w_, hz, (g, g, g + 8))
             for wy in np.arange(hz - h_ + 2, hz - 2, 4):                            # window rows
                 cv.line([(x + 1.5, wy + 0.7), (x + w_ - 1.5, wy + 0.7)], (60, 70, 90), 1.2)
                 if r.random() < 0.5: cv.light("rect", x + 1.5, wy, x + w_ - 1.5, wy + 1.2, (255, 220, 120))
             x += w_ + r.uniform(0, 2)
-        cv.rect(0, hz + 3, 64, hz + 6, (150, 150, 150)); cv.line([(0, 56), (64, 56)], (230, 210, 80), 0.8)
+        cv.rect(0, hz + 3, 64, hz + 6, (150, 150, 150))
+        cv.line([(0, 56), (64, 56)], (230, 210, 80), 0.8)
     elif place == "residential":
         for x in np.arange(r.uniform(-4, 2), 64, 16):
             col = [(200, 90, 70), (220, 210, 190), (140, 170, 200), (230, 200, 140)][r.integers(0, 4)]
-            cv.rect(x, hz - 8, x + 11, hz + 1, col); cv.poly([(x - 1, hz - 8), (x + 5.5, hz - 14), (x + 12, hz - 8)], (120, 60, 50))
-            cv.rect(x + 4, hz - 4, x + 7, hz + 1, (90, 60, 40)); cv.light("rect", x + 1.5, hz - 6, x + 3.5, hz - 4, (255, 220, 120))
+            cv.rect(x, hz - 8, x + 11, hz + 1, col)
+            cv.poly([(x - 1, hz - 8), (x + 5.5, hz - 14), (x + 12, hz - 8)], (120, 60, 50))
+            cv.rect(x + 4, hz - 4, x + 7, hz + 1, (90, 60, 40))
+            cv.light("rect", x + 1.5, hz - 6, x + 3.5, hz - 4, (255, 220, 120))
         cv.rect(0, hz + 14, 64, hz + 20, (120, 120, 125))
     elif place == "stadium":
         cv.rect(0, hz - 12, 64, hz, (120, 120, 130))
-        for u, v, c in zip(r.uniform(0, 62, 40), r.uniform(hz - 11, hz - 2, 40), r.integers(60, 255, (40, 3))): cv.rect(u, v, u + 2, v + 1.5, c)
-        for x in (4, 58): cv.line([(x, hz - 12), (x, hz - 24)], (80, 80, 80), 0.8); cv.rect(x - 2, hz - 26, x + 2, hz - 24, (220, 220, 220)); cv.light("rect", x - 2, hz - 26, x + 2, hz - 24, (255, 255, 230))
+        for u, v, c in zip(r.uniform(0, 62, 40), r.uniform(hz - 11, hz - 2, 40), r.integers(60, 255, (40, 3))):
+            cv.rect(u, v, u + 2, v + 1.5, c)
+        for x in (4, 58):
+            cv.line([(x, hz - 12), (x, hz - 24)], (80, 80, 80), 0.8)
+            cv.rect(x - 2, hz - 26, x + 2, hz - 24, (220, 220, 220))
+            cv.light("rect", x - 2, hz - 26, x + 2, hz - 24, (255, 255, 230))
         cv.line([(0, hz + 2), (64, hz + 2)], (240, 240, 240), 0.7)
     elif place == "farmland":
         for i in range(9): cv.line([(32 + (i - 4) * 3, hz), ((i - 4) * 18 + 32, 64)], (150, 135, 70), 1.2)
-        bx = r.uniform(5, 45); cv.rect(bx, hz - 9, bx + 10, hz, (170, 40, 35)); cv.poly([(bx - 1, hz - 9), (bx + 5, hz - 14), (bx + 11, hz - 9)], (110, 30, 30))
+        bx = r.uniform(5, 45)
+        cv.rect(bx, hz - 9, bx + 10, hz, (170, 40, 35))
+        cv.poly([(bx - 1, hz - 9), (bx + 5, hz - 14), (bx + 11, hz - 9)], (110, 30, 30))
     elif place == "forest":
         for x in np.arange(-4, 68, 5):
-            h_ = r.uniform(14, 26); cv.poly([(x - 5, hz + 2), (x, hz + 2 - h_), (x + 5, hz + 2)], (28 + r.integers(0, 20), 80 + r.integers(0, 30), 38))
+            h_ = r.uniform(14, 26)
+            cv.poly([(x - 5, hz + 2), (x, hz + 2 - h_), (x + 5, hz + 2)],
+                    (28 + r.integers(0, 20), 80 + r.integers(0, 30), 38))
     elif place == "desert":
         for i in range(r.integers(1, 4)):
-            x, y = r.uniform(4, 60), r.uniform(hz + 6, 60); cv.rect(x, y - 9, x + 2, y, (60, 130, 60)); cv.rect(x - 3, y - 6, x - 2, y - 3, (60, 130, 60))
+            x, y = r.uniform(4, 60), r.uniform(hz + 6, 60)
+            cv.rect(x, y - 9, x + 2, y, (60, 130, 60))
+            cv.rect(x - 3, y - 6, x - 2, y - 3, (60, 130, 60))
     elif place == "grassland":
         for i in range(6):
-            x, y = r.uniform(0, 64), r.uniform(hz + 3, 62); cv.ellipse(x - 2, y - 1.5, x + 2, y + 1, (110, 140, 70))
+            x, y = r.uniform(0, 64), r.uniform(hz + 3, 62)
+            cv.ellipse(x - 2, y - 1.5, x + 2, y + 1, (110, 140, 70))
 
 # %% ../nbs/00c_render.ipynb #999926f1
 _TEAM = [(220, 40, 40), (40, 70, 220)]
 
 def _act_driving(cv, hz, rng):
-    cv.rect(0, 48, 64, 62, (70, 70, 75)); cv.line([(0, 55), (64, 55)], (230, 220, 120), 0.6)
+    cv.rect(0, 48, 64, 62, (70, 70, 75))
+    cv.line([(0, 55), (64, 55)], (230, 220, 120), 0.6)
     for i, y in enumerate((52, 60)):
-        x = rng.uniform(0, 30) + 28 * i; col = tuple(rng.integers(40, 230, 3))
-        cv.rect(x, y - 5, x + 16, y - 1, col); cv.rect(x + 4, y - 8, x + 12, y - 5, tuple(min(255, c + 30) for c in col))
-        cv.ellipse(x + 2, y - 3, x + 6, y + 1, (20, 20, 20)); cv.ellipse(x + 10, y - 3, x + 14, y + 1, (20, 20, 20))
+        x = rng.uniform(0, 30) + 28 * i
+        col = tuple(rng.integers(40, 230, 3))
+        cv.rect(x, y - 5, x + 16, y - 1, col)
+        cv.rect(x + 4, y - 8, x + 12, y - 5, tuple(min(255, c + 30) for c in col))
+        cv.ellipse(x + 2, y - 3, x + 6, y + 1, (20, 20, 20))
+        cv.ellipse(x + 10, y - 3, x + 14, y + 1, (20, 20, 20))
         cv.light("ellipse", x + 15, y - 5, x + 17, y - 3, (255, 250, 180))
 
 def _act_horses(cv, hz, rng):
     for i in range(rng.integers(1, 3)):
-        x, y = rng.uniform(4, 36) + 14 * i, rng.uniform(54, 60); col = [(120, 75, 40), (70, 45, 25), (200, 190, 170)][rng.integers(0, 3)]
+        x, y = rng.uniform(4, 36) + 14 * i, rng.uniform(54, 60)
+        col = [(120, 75, 40), (70, 45, 25), (200, 190, 170)][rng.integers(0, 3)]
         for lx in (x + 1, x + 4, x + 11, x + 14): cv.line([(lx, y - 6), (lx, y)], col, 1.2)
-        cv.ellipse(x, y - 11, x + 16, y - 5, col); cv.line([(x + 14, y - 9), (x + 18, y - 15)], col, 2.2); cv.ellipse(x + 16, y - 17, x + 21, y - 13, col)
+        cv.ellipse(x, y - 11, x + 16, y - 5, col)
+        cv.line([(x + 14, y - 9), (x + 18, y - 15)], col, 2.2)
+        cv.ellipse(x + 16, y - 17, x + 21, y - 13, col)
         _person(cv, x + 7, y - 9, 11, shirt=tuple(rng.integers(40, 230, 3)))
 
 def _act_hiking(cv, hz, rng):
     cv.poly([(26, hz + 2), (34, hz + 2), (52, 64), (10, 64)], (170, 145, 105))
-    x = rng.uniform(22, 38); _person(cv, x, 58, 20, shirt=(40, 120, 60), pose="walk", pack=True)
+    x = rng.uniform(22, 38)
+    _person(cv, x, 58, 20, shirt=(40, 120, 60), pose="walk", pack=True)
     cv.line([(x + 6, 44), (x + 8, 58)], (110, 80, 40), 0.8)
 
 def _act_running(cv, hz, rng):
-    cv.rect(0, 52, 64, 60, (150, 140, 130)); _person(cv, rng.uniform(20, 44), 58, 20, shirt=tuple(rng.integers(0, 2, 3) * 200 + 30), pose="run")
+    cv.rect(0, 52, 64, 60, (150, 140, 130))
+    _person(cv, rng.uniform(20, 44), 58, 20, shirt=tuple(rng.integers(0, 2, 3) * 200 + 30), pose="run")
 
 def _act_soccer(cv, hz, rng):
-    cv.rect(0, hz + 1, 64, 64, (60, 155, 62)); cv.line([(32, hz + 1), (32, 64)], (240, 240, 240), 0.6); cv.rect(54, hz + 4, 64, hz + 12, (240, 240, 240)); cv.rect(55, hz + 5, 64, hz + 11, (60, 155, 62))
+    cv.rect(0, hz + 1, 64, 64, (60, 155, 62))
+    cv.line([(32, hz + 1), (32, 64)], (240, 240, 240), 0.6)
+    cv.rect(54, hz + 4, 64, hz + 12, (240, 240, 240))
+    cv.rect(55, hz + 5, 64, hz + 11, (60, 155, 62))
     for i in range(8): _person(cv, rng.uniform(4, 60), rng.uniform(hz + 8, 62), 9, shirt=_TEAM[i % 2], pose="run")
-    bx, by = rng.uniform(15, 50), rng.uniform(hz + 8, 60); cv.ellipse(bx - 1.2, by - 1.2, bx + 1.2, by + 1.2, (250, 250, 250))
+    bx, by = rng.uniform(15, 50), rng.uniform(hz + 8, 60)
+    cv.ellipse(bx - 1.2, by - 1.2, bx + 1.2, by + 1.2, (250, 250, 250))
     cv.light("ellipse", 2, hz - 30, 8, hz - 26, (255, 255, 235))
 
 def _act_basketball(cv, hz, rng):
-    cv.rect(0, hz + 4, 64, 64, (200, 140, 80)); cv.line([(0, hz + 12), (64, hz + 12)], (245, 245, 245), 0.6)
-    cv.line([(50, 62), (50, 28)], (90, 90, 90), 1.2); cv.rect(44, 24, 56, 32, (245, 245, 245)); cv.line([(46, 33), (52, 33)], (240, 90, 20), 1.2)
+    cv.rect(0, hz + 4, 64, 64, (200, 140, 80))
+    cv.line([(0, hz + 12), (64, hz + 12)], (245, 245, 245), 0.6)
+    cv.line([(50, 62), (50, 28)], (90, 90, 90), 1.2)
+    cv.rect(44, 24, 56, 32, (245, 245, 245))
+    cv.line([(46, 33), (52, 33)], (240, 90, 20), 1.2)
     for i in range(6): _person(cv, rng.uniform(6, 46), rng.uniform(hz + 10, 62), 12, shirt=_TEAM[i % 2], pose="run")
-    bx, by = rng.uniform(20, 46), rng.uniform(26, 40); cv.ellipse(bx - 1.8, by - 1.8, bx + 1.8, by + 1.8, (235, 110, 30))
+    bx, by = rng.uniform(20, 46), rng.uniform(26, 40)
+    cv.ellipse(bx - 1.8, by - 1.8, bx + 1.8, by + 1.8, (235, 110, 30))
     cv.light("ellipse", 2, 8, 10, 12, (255, 255, 235))
 
 def _act_sandplay(cv, hz, rng):
-    cx = rng.uniform(24, 40); cv.rect(cx - 6, 54, cx + 6, 60, (200, 170, 110)); cv.rect(cx - 3, 49, cx + 3, 54, (200, 170, 110)); cv.poly([(cx - 3, 49), (cx, 45), (cx + 3, 49)], (190, 160, 100))
+    cx = rng.uniform(24, 40)
+    cv.rect(cx - 6, 54, cx + 6, 60, (200, 170, 110))
+    cv.rect(cx - 3, 49, cx + 3, 54, (200, 170, 110))
+    cv.poly([(cx - 3, 49), (cx, 45), (cx + 3, 49)], (190, 160, 100))
     for x in (cx - 14, cx + 12, cx + 20): _person(cv, x, rng.uniform(57, 62), 9, shirt=tuple(rng.integers(80, 255, 3)))
     cv.rect(cx - 20, 58, cx - 17, 61, (230, 50, 50))
 
 def _act_street(cv, hz, rng):
-    for i in range(16): _person(cv, rng.uniform(1, 63), rng.uniform(hz + 4, 62), rng.uniform(8, 13), shirt=tuple(rng.integers(30, 240, 3)), pose="walk")
-    x = rng.uniform(0, 40); cv.rect(x, 50, x + 14, 55, (230, 190, 30)); cv.ellipse(x + 2, 53, x + 5, 56, (20, 20, 20)); cv.ellipse(x + 9, 53, x + 12, 56, (20, 20, 20))
+    for i in range(16):
+        _person(cv, rng.uniform(1, 63), rng.uniform(hz + 4, 62), rng.uniform(8, 13),
+                shirt=tuple(rng.integers(30, 240, 3)), pose="walk")
+    x = rng.uniform(0, 40)
+    cv.rect(x, 50, x + 14, 55, (230, 190, 30))
+    cv.ellipse(x + 2, 53, x + 5, 56, (20, 20, 20))
+    cv.ellipse(x + 9, 53, x + 12, 56, (20, 20, 20))
     cv.light("ellipse", x + 13, 50, x + 15, 52, (255, 250, 180))
 
 def _act_sailing(cv, hz, rng):
     x, y = rng.uniform(12, 40), rng.uniform(hz + 8, 56)
-    cv.poly([(x, y), (x + 22, y), (x + 18, y + 5), (x + 3, y + 5)], (110, 60, 40)); cv.line([(x + 11, y), (x + 11, y - 26)], (80, 60, 40), 0.8)
-    cv.poly([(x + 12, y - 25), (x + 12, y - 1), (x + 24, y - 2)], (250, 250, 250)); cv.poly([(x + 10, y - 22), (x + 10, y - 1), (x + 2, y - 1)], (235, 235, 235))
+    cv.poly([(x, y), (x + 22, y), (x + 18, y + 5), (x + 3, y + 5)], (110, 60, 40))
+    cv.line([(x + 11, y), (x + 11, y - 26)], (80, 60, 40), 0.8)
+    cv.poly([(x + 12, y - 25), (x + 12, y - 1), (x + 24, y - 2)], (250, 250, 250))
+    cv.poly([(x + 10, y - 22), (x + 10, y - 1), (x + 2, y - 1)], (235, 235, 235))
     cv.light("ellipse", x + 10, y - 28, x + 12, y - 26, (255, 80, 60))
 
 def _act_beachwalk(cv, hz, rng):
-    x = rng.uniform(16, 48); _person(cv, x, 58, 18, shirt=tuple(rng.integers(40, 240, 3)), pose="walk")
+    x = rng.uniform(16, 48)
+    _person(cv, x, 58, 18, shirt=tuple(rng.integers(40, 240, 3)), pose="walk")
     for i in range(4): cv.ellipse(x - 6 - 5 * i, 59 + (i % 2), x - 5 - 5 * i, 60 + (i % 2), (190, 170, 120))
 
 def _act_skiing(cv, hz, rng):
     cv.poly([(0, hz + 2), (64, hz + 16), (64, 64), (0, 64)], (238, 240, 246))
     for x in (6, 54): cv.poly([(x - 4, hz + 10), (x, hz - 4), (x + 4, hz + 10)], (30, 80, 40))
-    x, y = rng.uniform(18, 40), rng.uniform(50, 56); _person(cv, x, y, 17, shirt=(230, 60, 30), pose="ski")
-    cv.line([(x - 9, y - 2), (x + 9, y + 3)], (30, 30, 30), 1.0); cv.line([(x + 4, y - 11), (x + 10, y)], (60, 60, 60), 0.6)
+    x, y = rng.uniform(18, 40), rng.uniform(50, 56)
+    _person(cv, x, y, 17, shirt=(230, 60, 30), pose="ski")
+    cv.line([(x - 9, y - 2), (x + 9, y + 3)], (30, 30, 30), 1.0)
+    cv.line([(x + 4, y - 11), (x + 10, y)], (60, 60, 60), 0.6)
 
 def _act_farming(cv, hz, rng):
-    x, y = rng.uniform(8, 36), rng.uniform(54, 60); col = [(40, 130, 50), (200, 40, 30)][rng.integers(0, 2)]
-    cv.rect(x, y - 10, x + 16, y - 3, col); cv.rect(x + 9, y - 17, x + 15, y - 10, (200, 220, 230)); cv.line([(x + 3, y - 10), (x + 3, y - 16)], (60, 60, 60), 0.8)
-    cv.ellipse(x + 8, y - 9, x + 18, y + 1, (25, 25, 25)); cv.ellipse(x - 1, y - 5, x + 5, y + 1, (25, 25, 25))
+    x, y = rng.uniform(8, 36), rng.uniform(54, 60)
+    col = [(40, 130, 50), (200, 40, 30)][rng.integers(0, 2)]
+    cv.rect(x, y - 10, x + 16, y - 3, col)
+    cv.rect(x + 9, y - 17, x + 15, y - 10, (200, 220, 230))
+    cv.line([(x + 3, y - 10), (x + 3, y - 16)], (60, 60, 60), 0.8)
+    cv.ellipse(x + 8, y - 9, x + 18, y + 1, (25, 25, 25))
+    cv.ellipse(x - 1, y - 5, x + 5, y + 1, (25, 25, 25))
     cv.light("ellipse", x - 1, y - 10, x + 1, y - 8, (255, 250, 180))
 
 def _act_camping(cv, hz, rng):
-    x, y = rng.uniform(8, 30), rng.uniform(54, 60); col = [(230, 120, 30), (50, 140, 60), (60, 90, 200)][rng.integers(0, 3)]
-    cv.poly([(x, y), (x + 9, y - 13), (x + 18, y)], col); cv.poly([(x + 7, y), (x + 9, y - 6), (x + 11, y)], (40, 30, 20))
-    fx = x + 26; cv.line([(fx - 3, y), (fx + 3, y - 1)], (90, 60, 30), 1); cv.poly([(fx - 2, y - 1), (fx, y - 6), (fx + 2, y - 1)], (250, 140, 30))
-    cv.light("ellipse", fx - 4, y - 8, fx + 4, y + 1, (255, 170, 60)); cv.light("poly", [(fx - 2, y - 1), (fx, y - 6), (fx + 2, y - 1)], (255, 230, 120))
+    x, y = rng.uniform(8, 30), rng.uniform(54, 60)
+    col = [(230, 120, 30), (50, 140, 60), (60, 90, 200)][rng.integers(0, 3)]
+    cv.poly([(x, y), (x + 9, y - 13), (x + 18, y)], col)
+    cv.poly([(x + 7, y), (x + 9, y - 6), (x + 11, y)], (40, 30, 20))
+    fx = x + 26
+    cv.line([(fx - 3, y), (fx + 3, y - 1)], (90, 60, 30), 1)
+    cv.poly([(fx - 2, y - 1), (fx, y - 6), (fx + 2, y - 1)], (250, 140, 30))
+    cv.light("ellipse", fx - 4, y - 8, fx + 4, y + 1, (255, 170, 60))
+    cv.light("poly", [(fx - 2, y - 1), (fx, y - 6), (fx + 2, y - 1)], (255, 230, 120))
 
 def _act_scenery(cv, hz, rng): pass
 
-SPRITES = dict(driving=_act_driving, horses=_act_horses, hiking=_act_hiking, running=_act_running, soccer=_act_soccer, basketball=_act_basketball, sandplay=_act_sandplay,
-               street=_act_street, sailing=_act_sailing, beachwalk=_act_beachwalk, skiing=_act_skiing, farming=_act_farming, camping=_act_camping, scenery=_act_scenery)   # activity: sprite drawer
+# activity: sprite drawer
+SPRITES = dict(driving=_act_driving, horses=_act_horses, hiking=_act_hiking, running=_act_running, soccer=_act_soccer,
+               basketball=_act_basketball, sandplay=_act_sandplay, street=_act_street, sailing=_act_sailing,
+               beachwalk=_act_beachwalk, skiing=_act_skiing, farming=_act_farming, camping=_act_camping,
+               scenery=_act_scenery)
 
 # %% ../nbs/00c_render.ipynb #0696c1cf
-_TINT = {0: (0.95, 0.85, 0.85), 1: (0.95, 1.05, 0.95), 3: (1.35, 0.9, 0.7)}   # vegetation colour by season (summer as drawn)
+# vegetation colour by season (summer as drawn)
+_TINT = {0: (0.95, 0.85, 0.85), 1: (0.95, 1.05, 0.95), 3: (1.35, 0.9, 0.7)}
 
 def _season_tint(img:np.ndarray, ground:np.ndarray, season_i:int, snow:float, rng) -> np.ndarray:
     "Tint vegetation (green pixels of the `ground` mask) by season and cover the ground with snow; in place."
@@ -349,15 +435,19 @@ def render_ground(place:str, # land cover at the photo ('beach', ...)
                   rng=None, # numpy Generator or seed
                  ) -> Image.Image:
     "Render a ground-level photo of an activity at a place, with sky, light and season for the time."
-    rng = np.random.default_rng(rng); S = size
-    ph = PHASES[int(day_phase(hour, month, lat))]; light = float(daylight(hour, month, lat))
+    rng = np.random.default_rng(rng)
+    S = size
+    ph = PHASES[int(day_phase(hour, month, lat))]
+    light = float(daylight(hour, month, lat))
     hz = rng.uniform(24, 32)
     cv = _Canvas(S, rng)
     _backdrop(cv, place, hz, snow if place not in ("water",) else 0)
     G = np.array(cv.img, dtype=np.float32)
-    ground = (np.arange(S)[:, None] * 64 / S > hz + 1) & (G[..., 3] > 0) & (G[..., 2] < G[..., 0] + 40)  # land below horizon
+    # land below horizon
+    ground = (np.arange(S)[:, None] * 64 / S > hz + 1) & (G[..., 3] > 0) & (G[..., 2] < G[..., 0] + 40)
     rgb = _season_tint(G[..., :3].copy(), ground, int(season(month)), snow, rng)
-    cv.img = Image.fromarray(np.dstack([np.clip(rgb, 0, 255), G[..., 3:]]).astype(np.uint8)); cv.d = ImageDraw.Draw(cv.img)
+    cv.img = Image.fromarray(np.dstack([np.clip(rgb, 0, 255), G[..., 3:]]).astype(np.uint8))
+    cv.d = ImageDraw.Draw(cv.img)
     SPRITES[activity](cv, hz, rng)
     G = np.asarray(cv.img, dtype=np.float32)
     a, L = G[..., 3:] / 255, 0.22 + 0.78 * light

@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 from fastcore.script import call_parse
-from .core import Sat2CapError, data_path, write_json, atomic_path, progress, check_positive, check_nonneg, check_out_dir
+from .core import (Sat2CapError, data_path, write_json, atomic_path, progress, check_positive, check_nonneg,
+                          check_out_dir)
 from .world import VERSION, LANDCOVER, ACTIVITIES, PHASES, SEASONS, BBOX, RES, KM_PER_DEG, RIDGES, SynthWorld
 from .world import frac_month, day_phase, season, coast_km, _coast_field, sun_hours, concept_truth
 from .concepts import make_caption, prompt_concepts, caption_vocabulary, ACTIVITY_PHRASES
@@ -35,10 +36,14 @@ def _cell_latlon(cells, rng):
 
 def _ridge_points(n:int, rng) -> tuple:
     "Draw n points scattered around the ridge lines (within about their half-width)."
-    lines = list(RIDGES.values()); li = rng.integers(0, len(lines), n)
+    lines = list(RIDGES.values())
+    li = rng.integers(0, len(lines), n)
     lat, lon = np.empty(n), np.empty(n)
     for k, (line, w) in enumerate(lines):
-        m = li == k; L = np.array(line); j = rng.integers(0, len(L) - 1, m.sum()); t = rng.random(m.sum())[:, None]
+        m = li == k
+        L = np.array(line)
+        j = rng.integers(0, len(L) - 1, m.sum())
+        t = rng.random(m.sum())[:, None]
         p = L[j] * (1 - t) + L[j + 1] * t + 0.6 * w / KM_PER_DEG * rng.standard_normal((m.sum(), 2))
         lat[m], lon[m] = p[:, 0], p[:, 1]
     return lat, lon
@@ -48,17 +53,21 @@ _SOURCES = dict(city=0.25, downtown=0.10, stadium=0.08, coast=0.17, mountain=0.0
 def _candidates(world:SynthWorld, n:int, rng) -> tuple:
     "Draw n tile centres from the city / downtown / stadium / coast / mountain / land mixture."
     src = rng.choice(len(_SOURCES), n, p=list(_SOURCES.values()))
-    w = world.city_pop ** 0.7; ci = rng.choice(len(w), n, p=w / w.sum())
+    w = world.city_pop ** 0.7
+    ci = rng.choice(len(w), n, p=w / w.sum())
     r = np.where(src == 1, world.r_down[ci], 0.8 * world.r_res[ci]) * rng.standard_normal((2, n))
     lat = world.city_lat[ci] + r[0] / KM_PER_DEG
     lon = world.city_lon[ci] + r[1] / (KM_PER_DEG * np.cos(np.radians(world.city_lat[ci])))
     m = (src == 2) & (len(world.stadiums) > 0)
-    si = rng.integers(0, max(len(world.stadiums), 1), m.sum()); s = 0.5 * rng.standard_normal((2, m.sum())) / KM_PER_DEG
+    si = rng.integers(0, max(len(world.stadiums), 1), m.sum())
+    s = 0.5 * rng.standard_normal((2, m.sum())) / KM_PER_DEG
     lat[m], lon[m] = world.stadiums[si, 0] + s[0], world.stadiums[si, 1] + s[1] * 1.3
     land, coast = _cells()
     for k, cells in ((3, coast), (5, land)):
-        m = src == k; lat[m], lon[m] = _cell_latlon(cells[rng.integers(0, len(cells), m.sum())], rng)
-    m = src == 4; lat[m], lon[m] = _ridge_points(m.sum(), rng)
+        m = src == k
+        lat[m], lon[m] = _cell_latlon(cells[rng.integers(0, len(cells), m.sum())], rng)
+    m = src == 4
+    lat[m], lon[m] = _ridge_points(m.sum(), rng)
     return lat, lon
 
 def _off_region(world:SynthWorld, lat, lon) -> np.ndarray:
@@ -101,11 +110,13 @@ def _dates(n:int, rng) -> dict:
     pm = 1 + 0.35 * np.cos(2 * np.pi * (np.arange(1, 13) - 7) / 12)
     month = rng.choice(np.arange(1, 13), n, p=pm / pm.sum())
     hour = np.where(rng.random(n) < 0.68, np.clip(rng.normal(13.5, 3.5, n), 6, 21.9), rng.uniform(0, 24, n)).astype(int)
-    return dict(year=rng.integers(2008, 2015, n), month=month, day=rng.integers(1, 29, n), hour=hour, minute=rng.integers(0, 60, n))
+    return dict(year=rng.integers(2008, 2015, n), month=month, day=rng.integers(1, 29, n), hour=hour,
+                minute=rng.integers(0, 60, n))
 
 def _draw(p:np.ndarray, rng) -> np.ndarray:
     "Draw one index per row of probabilities (N, K)."
-    c = np.cumsum(p, 1); return np.minimum((c < rng.random((len(p), 1)) * c[:, -1:]).sum(1), p.shape[1] - 1)
+    c = np.cumsum(p, 1)
+    return np.minimum((c < rng.random((len(p), 1)) * c[:, -1:]).sum(1), p.shape[1] - 1)
 
 def sample_photos(world:SynthWorld, # the world
                   lat, lon, # (T,) tile centres
@@ -122,13 +133,17 @@ def sample_photos(world:SynthWorld, # the world
     act = _draw(pa[np.arange(len(place)), place], rng)
     snow = world.snow(la, lo, m, cv) / np.maximum(1 - cv[:, 0], 1e-6)
     phase, seas = day_phase(h, m, la), season(m)
-    cap = [make_caption(LANDCOVER[p], ACTIVITIES[a], ph, s, sn, rng) for p, a, ph, s, sn in zip(place, act, phase, seas, snow)]
-    return dict(d, tile=tile_idx, mfrac=m, hfrac=h, place=place, activity=act, snow=snow, phase=phase, season=seas, caption=cap)
+    cap = [make_caption(LANDCOVER[p], ACTIVITIES[a], ph, s, sn, rng)
+           for p, a, ph, s, sn in zip(place, act, phase, seas, snow)]
+    return dict(d, tile=tile_idx, mfrac=m, hfrac=h, place=place, activity=act, snow=snow, phase=phase, season=seas,
+                caption=cap)
 
 # %% ../nbs/00d_synthworld.ipynb #90bd1e78
 def _jpeg(img:Image.Image, quality:int) -> bytes:
     "Encode a PIL image as JPEG bytes with fixed settings."
-    b = io.BytesIO(); img.save(b, format="JPEG", quality=quality); return b.getvalue()
+    b = io.BytesIO()
+    img.save(b, format="JPEG", quality=quality)
+    return b.getvalue()
 
 def _dumps(obj) -> bytes: return json.dumps(obj, sort_keys=True).encode()
 
@@ -137,12 +152,16 @@ def _write_shard(task:dict) -> tuple:
     import webdataset as wds
     S, G, q = task["image_size"], task["ground_size"], task["quality"]
     over = {}
-    with atomic_path(task["path"]) as tmp, open(tmp, "wb") as f:    # a killed writer leaves a hidden .tmp, never a short .tar
+    # a killed writer leaves a hidden .tmp, never a short .tar
+    with atomic_path(task["path"]) as tmp, open(tmp, "wb") as f:
         tw = wds.TarWriter(f, mtime=0.0, encoder=False)
         for r in task["records"]:
             t = r["tile_id"]
-            if t not in over: over[t] = _jpeg(render_overhead(r["cover"], S, np.random.default_rng([task["seed"], 1, r["tile_seed"]])), q)
-            s = {"__key__": r["key"], "overhead.jpg": over[t], "metadata.json": _dumps(r["meta"]), "truth.json": _dumps(r["truth"])}
+            if t not in over:
+                over[t] = _jpeg(render_overhead(r["cover"], S,
+                                                np.random.default_rng([task["seed"], 1, r["tile_seed"]])), q)
+            s = {"__key__": r["key"], "overhead.jpg": over[t], "metadata.json": _dumps(r["meta"]),
+                 "truth.json": _dumps(r["truth"])}
             if "caption" in r:
                 img = render_ground(r["place"], r["activity"], r["hour"], r["month"], r["lat"], r["snow"], G,
                                     np.random.default_rng([task["seed"], 2, r["tile_seed"], r["photo"]]))
@@ -177,13 +196,16 @@ def _near(lat, lon, ref_lat, ref_lon, km:float) -> np.ndarray:
     return d < km
 
 def _split_tiles(world:SynthWorld, lat, lon, rng) -> tuple:
-    "Assign tiles to splits 0=train, 1=val, 2=test by spatial blocks; redraw train tiles in the buffer; return (lat, lon, split)."
+    ("Assign tiles to splits 0=train, 1=val, 2=test by spatial blocks; redraw train tiles in the buffer; "
+     "return (lat, lon, split).")
     c, n = world.config, len(lat)
     nv, nt = (max(1, round(n * c.val_frac)), max(1, round(n * c.test_frac))) if n >= 3 else (0, 0)
     blk = _blocks(lat, lon, c.split_block)
     ub, inv, cnt = np.unique(blk, return_inverse=True, return_counts=True)
-    order = rng.permutation(len(ub)); before = np.cumsum(cnt[order]) - cnt[order]      # tiles in earlier blocks
-    bsplit = np.zeros(len(ub), int); bsplit[order] = np.where(before < nv, 1, np.where(before < nv + nt, 2, 0))
+    order = rng.permutation(len(ub))
+    before = np.cumsum(cnt[order]) - cnt[order]      # tiles in earlier blocks
+    bsplit = np.zeros(len(ub), int)
+    bsplit[order] = np.where(before < nv, 1, np.where(before < nv + nt, 2, 0))
     split = bsplit[inv]
     held, km = split > 0, c.split_buffer * c.tile_deg * KM_PER_DEG
     bad = ~held & _near(lat, lon, lat[held], lon[held], km)
@@ -192,14 +214,18 @@ def _split_tiles(world:SynthWorld, lat, lon, rng) -> tuple:
         la, lo = sample_tiles(world, 2 * int(bad.sum()) + 8, rng)
         ok = ~np.isin(_blocks(la, lo, c.split_block), ub[bsplit > 0]) & ~_near(la, lo, lat[held], lon[held], km)
         i, la, lo = np.flatnonzero(bad), la[ok], lo[ok]
-        k = min(len(i), len(la)); lat[i[:k]], lon[i[:k]] = la[:k], lo[:k]; bad[i[:k]] = False
+        k = min(len(i), len(la))
+        lat[i[:k]], lon[i[:k]] = la[:k], lo[:k]
+        bad[i[:k]] = False
     return lat, lon, split
 
 def _photo_records(world:SynthWorld, n_samples:int) -> tuple:
     "Sample tiles, splits and photos for n_samples pairs; return (tiles dict, photos dict)."
-    rng = np.random.default_rng([world.seed, 303]); c = world.config
+    rng = np.random.default_rng([world.seed, 303])
+    c = world.config
     counts = np.clip(1 + rng.poisson(c.photos_per_tile - 1, n_samples), 1, 8)
-    n_tiles = int(np.searchsorted(np.cumsum(counts), n_samples) + 1); counts = counts[:n_tiles]
+    n_tiles = int(np.searchsorted(np.cumsum(counts), n_samples) + 1)
+    counts = counts[:n_tiles]
     counts[-1] -= counts.sum() - n_samples
     lat, lon = sample_tiles(world, n_tiles, rng)
     lat, lon, split = _split_tiles(world, lat, lon, rng)
@@ -225,21 +251,27 @@ def _photo_tasks(world:SynthWorld, tiles:dict, photos:dict, out:Path, S:int, G:i
         idx = np.flatnonzero(tiles["split"][photos["tile"]] == si)
         recs = []
         for i in idx:
-            t = int(photos["tile"][i]); tid = f"t{t:07d}"; key = f"{tid}_{photos['photo'][i]:02d}"
+            t = int(photos["tile"][i])
+            tid = f"t{t:07d}"
+            key = f"{tid}_{photos['photo'][i]:02d}"
             lat, lon = float(tiles["lat"][t]), float(tiles["lon"][t])
             place, act = LANDCOVER[photos["place"][i]], ACTIVITIES[photos["activity"][i]]
-            truth = dict(tile_id=tid, place=place, activity=act, phase=PHASES[photos["phase"][i]], season=SEASONS[photos["season"][i]],
-                         snow=round(float(photos["snow"][i]), 4), landcover=_cover_dict(tiles["cover"][t]))
+            truth = dict(tile_id=tid, place=place, activity=act, phase=PHASES[photos["phase"][i]],
+                         season=SEASONS[photos["season"][i]], snow=round(float(photos["snow"][i]), 4),
+                         landcover=_cover_dict(tiles["cover"][t]))
             meta = dict(latitude=round(lat, 6), longitude=round(lon, 6), date_taken=_date_str(photos, i), tile_id=tid)
-            recs.append(dict(key=key, tile_id=tid, tile_seed=t, photo=int(photos["photo"][i]), cover=tiles["cover"][t], meta=meta, truth=truth,
-                             place=place, activity=act, hour=float(photos["hfrac"][i]), month=float(photos["mfrac"][i]), lat=lat,
-                             snow=float(photos["snow"][i]), caption=photos["caption"][i]))
-            rows.append(dict(key=key, split=split, lat=lat, lon=lon, date_taken=meta["date_taken"], caption=photos["caption"][i],
+            recs.append(dict(key=key, tile_id=tid, tile_seed=t, photo=int(photos["photo"][i]), cover=tiles["cover"][t],
+                             meta=meta, truth=truth, place=place, activity=act, hour=float(photos["hfrac"][i]),
+                             month=float(photos["mfrac"][i]), lat=lat, snow=float(photos["snow"][i]),
+                             caption=photos["caption"][i]))
+            rows.append(dict(key=key, split=split, lat=lat, lon=lon, date_taken=meta["date_taken"],
+                             caption=photos["caption"][i],
                              **{k: truth[k] for k in ("tile_id", "place", "activity", "phase", "season", "snow")},
                              **{k: int(photos[k][i]) for k in ("month", "day", "hour", "minute")}))
         for j in range(0, max(len(recs), 1), c.shard_size):
-            tasks.append(dict(path=str(out / split / f"shard-{j // c.shard_size:06d}.tar"), records=recs[j:j + c.shard_size],
-                              image_size=S, ground_size=G, quality=c.jpeg_quality, seed=world.seed))
+            tasks.append(dict(path=str(out / split / f"shard-{j // c.shard_size:06d}.tar"),
+                              records=recs[j:j + c.shard_size], image_size=S, ground_size=G, quality=c.jpeg_quality,
+                              seed=world.seed))
     return tasks, rows
 
 # %% ../nbs/00d_synthworld.ipynb #c21deccf
@@ -250,15 +282,18 @@ def _region_tasks(world:SynthWorld, grid:dict, cover, snow, out:Path, S:int) -> 
         lat, lon = float(grid["lat"][i]), float(grid["lon"][i])
         recs.append(dict(key=str(tid), tile_id=str(tid), tile_seed=10**8 + i, cover=cover[i],
                          meta=dict(latitude=round(lat, 6), longitude=round(lon, 6), tile_id=str(tid)),
-                         truth=dict(tile_id=str(tid), row=int(grid["row"][i]), col=int(grid["col"][i]), landcover=_cover_dict(cover[i]),
+                         truth=dict(tile_id=str(tid), row=int(grid["row"][i]), col=int(grid["col"][i]),
+                                    landcover=_cover_dict(cover[i]),
                                     snow_by_month=[round(float(v), 4) for v in snow[i]])))
     return [dict(path=str(out / "region" / f"shard-{j // c.shard_size:06d}.tar"), records=recs[j:j + c.shard_size],
-                 image_size=S, ground_size=S, quality=c.jpeg_quality, seed=world.seed) for j in range(0, len(recs), c.shard_size)]
+                 image_size=S, ground_size=S, quality=c.jpeg_quality, seed=world.seed)
+            for j in range(0, len(recs), c.shard_size)]
 
 def region_truth(world:SynthWorld, grid:dict) -> tuple:
     "Return (cover (N, C), snow (N, 12) per mid-month) for a region grid."
     cover = world.landcover(grid["lat"], grid["lon"])
-    snow = np.stack([world.snow(grid["lat"], grid["lon"], np.full(len(grid["lat"]), m + 0.5), cover) for m in range(1, 13)], 1)
+    snow = np.stack([world.snow(grid["lat"], grid["lon"], np.full(len(grid["lat"]), m + 0.5), cover)
+                     for m in range(1, 13)], 1)
     return cover, snow
 
 def write_region(out, # dataset folder; writes out/region/*.tar and out/truth/region.parquet
@@ -270,13 +305,16 @@ def write_region(out, # dataset folder; writes out/region/*.tar and out/truth/re
                 ) -> dict:
     "Write a region grid of overhead tiles with truth; return its counts."
     import pandas as pd
-    out = Path(out); grid = region_grid(step or world.config.region_step, bbox)
+    out = Path(out)
+    grid = region_grid(step or world.config.region_step, bbox)
     if not len(grid["lat"]): raise Sat2CapError(f"region {bbox} has no land tiles at step {step}")
     cover, snow = region_truth(world, grid)
-    (out / "region").mkdir(parents=True, exist_ok=True); (out / "truth").mkdir(exist_ok=True)
+    (out / "region").mkdir(parents=True, exist_ok=True)
+    (out / "truth").mkdir(exist_ok=True)
     res = _run_tasks(_region_tasks(world, grid, cover, snow, out, image_size), workers, "region")
     df = pd.DataFrame({k: grid[k] for k in ("tile_id", "row", "col", "lat", "lon")})
-    df = pd.concat([df, pd.DataFrame(cover, columns=LANDCOVER), pd.DataFrame(snow, columns=[f"snow_m{m:02d}" for m in range(1, 13)])], axis=1)
+    df = pd.concat([df, pd.DataFrame(cover, columns=LANDCOVER),
+                    pd.DataFrame(snow, columns=[f"snow_m{m:02d}" for m in range(1, 13)])], axis=1)
     with atomic_path(out / "truth" / "region.parquet") as tmp: df.to_parquet(tmp, index=False)
     return dict(tiles=len(df), shards=len(res), step=step or world.config.region_step, bbox=list(bbox or BBOX))
 
@@ -288,10 +326,14 @@ def _check_region_step(step:float):
     "Raise unless `step` gives a region grid of CONUS with between 1 and MAX_REGION_TILES tiles."
     check_positive("region_step", step)
     n = math.ceil((BBOX[2] - BBOX[0]) / step) * math.ceil((BBOX[3] - BBOX[1]) / step)
-    if n > MAX_REGION_TILES: raise Sat2CapError(f"region_step {step} would make a grid of {n:,} tiles (at most {MAX_REGION_TILES:,}); use a larger step")
-    if not len(region_grid(step)["lat"]): raise Sat2CapError(f"region_step {step} is too large: the region grid has no land tile")
+    if n > MAX_REGION_TILES:
+        raise Sat2CapError(f"region_step {step} would make a grid of {n:,} tiles (at most "
+                           f"{MAX_REGION_TILES:,}); use a larger step")
+    if not len(region_grid(step)["lat"]):
+        raise Sat2CapError(f"region_step {step} is too large: the region grid has no land tile")
 
-def _check_out(out:Path, n_samples:int, image_size:int, ground_size:int, region_step:float=0.5, workers:int=1, seed:int=0):
+def _check_out(out:Path, n_samples:int, image_size:int, ground_size:int, region_step:float=0.5, workers:int=1,
+               seed:int=0):
     "Validate arguments and the output folder (before any work); clear a previous (or interrupted) SynthWorld there."
     check_positive("n_samples", n_samples)
     check_nonneg("workers", workers)
@@ -304,15 +346,19 @@ def _check_out(out:Path, n_samples:int, image_size:int, ground_size:int, region_
         m = out / "manifest.json"
         try: ok = json.loads(m.read_text()).get("kind") == "synthworld"
         except Exception: ok = (out / PARTIAL).exists()
-        if not ok: raise Sat2CapError(f"output folder {str(out)!r} is not empty and holds no SynthWorld manifest; choose an empty or new folder")
+        if not ok:
+            raise Sat2CapError(f"output folder {str(out)!r} is not empty and holds no SynthWorld manifest; "
+                               "choose an empty or new folder")
         m.unlink(missing_ok=True)
         for d in [*_SPLITS, "region", "truth"]: shutil.rmtree(out / d, ignore_errors=True)
 
 def _balance(photos:dict, tiles:dict, split:int) -> dict:
     "Return the class balance of one split: mean land cover of its tiles, shares of places and activities."
-    t = tiles["split"] == split; p = tiles["split"][photos["tile"]] == split
+    t = tiles["split"] == split
+    p = tiles["split"][photos["tile"]] == split
     share = lambda v, names: {n: round(float((v[p] == i).mean()), 4) if p.any() else 0.0 for i, n in enumerate(names)}
-    return dict(landcover={c: round(float(tiles["cover"][t, i].mean()), 4) if t.any() else 0.0 for i, c in enumerate(LANDCOVER)},
+    return dict(landcover={c: round(float(tiles["cover"][t, i].mean()), 4) if t.any() else 0.0
+                           for i, c in enumerate(LANDCOVER)},
                 place=share(photos["place"], LANDCOVER), activity=share(photos["activity"], ACTIVITIES),
                 night=round(float((photos["phase"][p] == 0).mean()), 4) if p.any() else 0.0)
 
@@ -333,22 +379,26 @@ def write_synthworld(out, # output folder (created; a previous SynthWorld there 
     out.mkdir(parents=True, exist_ok=True)
     (out / PARTIAL).touch()                                    # until the manifest is written
     world = SynthWorld(seed, region_step=region_step, **kwargs)
-    _coast_field(); _cells()                                   # computed once, shared with forked workers
+    # computed once, shared with forked workers
+    _coast_field()
+    _cells()
     tiles, photos = _photo_records(world, n_samples)
     for d in [*_SPLITS, "truth"]: (out / d).mkdir(parents=True, exist_ok=True)
     tasks, rows = _photo_tasks(world, tiles, photos, out, image_size, ground_size)
     res = _run_tasks(tasks, workers, "synthworld shards")
     region = write_region(out, world, region_step, None, image_size, workers)
-    tdf = pd.DataFrame(dict(tile_id=[f"t{i:07d}" for i in range(len(tiles["lat"]))], split=[_SPLITS[s] for s in tiles["split"]],
-                            lat=tiles["lat"], lon=tiles["lon"], n_photos=tiles["count"]))
+    tdf = pd.DataFrame(dict(tile_id=[f"t{i:07d}" for i in range(len(tiles["lat"]))],
+                            split=[_SPLITS[s] for s in tiles["split"]], lat=tiles["lat"], lon=tiles["lon"],
+                            n_photos=tiles["count"]))
     tdf = pd.concat([tdf, pd.DataFrame(tiles["cover"], columns=LANDCOVER)], axis=1)
     for name, df in (("tiles", tdf), ("photos", pd.DataFrame(rows))):
         with atomic_path(out / "truth" / f"{name}.parquet") as tmp: df.to_parquet(tmp, index=False)
     counts = {s: dict(samples=int(sum(n for p, n in res if f"/{s}/" in p)), tiles=int((tiles["split"] == i).sum()),
                       shards=sum(f"/{s}/" in p for p, _ in res)) for i, s in enumerate(_SPLITS)}
-    man = dict(kind="synthworld", version=VERSION, seed=seed, n_samples=n_samples, image_size=image_size, ground_size=ground_size,
-               counts=dict(counts, region=region), class_balance={s: _balance(photos, tiles, i) for i, s in enumerate(_SPLITS)},
-               landcover=LANDCOVER, activities=ACTIVITIES, phases=PHASES, seasons=SEASONS, config=asdict(world.config),
+    man = dict(kind="synthworld", version=VERSION, seed=seed, n_samples=n_samples, image_size=image_size,
+               ground_size=ground_size, counts=dict(counts, region=region),
+               class_balance={s: _balance(photos, tiles, i) for i, s in enumerate(_SPLITS)}, landcover=LANDCOVER,
+               activities=ACTIVITIES, phases=PHASES, seasons=SEASONS, config=asdict(world.config),
                keys=["groundlevel.jpg", "overhead.jpg", "metadata.json", "caption.txt", "truth.json"])
     write_json(man, out / "manifest.json")
     (out / PARTIAL).unlink()
@@ -356,11 +406,14 @@ def write_synthworld(out, # output folder (created; a previous SynthWorld there 
 
 # %% ../nbs/00d_synthworld.ipynb #ceil0cd1
 def _photo_time_grid(sub:int=2) -> tuple:
-    "Return (month, hour, weight) arrays of `_dates`'s photo-time distribution on a grid (mid-month, `sub` steps per hour)."
-    pm = 1 + 0.35 * np.cos(2 * np.pi * (np.arange(1, 13) - 7) / 12); pm /= pm.sum()
+    ("Return (month, hour, weight) arrays of `_dates`'s photo-time distribution on a grid "
+     "(mid-month, `sub` steps per hour).")
+    pm = 1 + 0.35 * np.cos(2 * np.pi * (np.arange(1, 13) - 7) / 12)
+    pm /= pm.sum()
     cdf = lambda x: 0.5 * (1 + math.erf((x - 13.5) / (3.5 * math.sqrt(2))))
     edges = [0.0 if h == 6 else cdf(h) for h in range(6, 22)] + [1.0]
-    ph = np.full(24, 0.32 / 24); ph[6:22] += 0.68 * np.diff(edges)                     # int hour: clipped normal or uniform
+    ph = np.full(24, 0.32 / 24)
+    ph[6:22] += 0.68 * np.diff(edges)                     # int hour: clipped normal or uniform
     m, h, s = np.meshgrid(np.arange(1, 13), np.arange(24), (np.arange(sub) + 0.5) / sub, indexing="ij")
     w = pm[m - 1] * ph[h] / sub
     return frac_month(m.ravel(), 15), (h + s).ravel().astype(float), w.ravel()
@@ -370,7 +423,8 @@ def _snow_level(snow) -> np.ndarray:
     return np.minimum((np.asarray(snow) * 4).astype(int), 3)
 
 def _truth_likelihood(world:SynthWorld, lat, lon, cover, month, hour, truth) -> np.ndarray:
-    "Return (N, U) P(photo truth u | tile n, time n): place, activity, phase, season and snow level (quarters) of each truth row u."
+    ("Return (N, U) P(photo truth u | tile n, time n): place, activity, phase, season and snow level "
+     "(quarters) of each truth row u.")
     place, act, phase, seas, snowy = truth.T                                           # (U,) each
     pa = world.place_activity_probs(lat, lon, month, hour, cover)                      # (N, C, A)
     sn = _snow_level(world.snow(lat, lon, month, cover) / np.maximum(1 - cover[:, 0], 1e-6))  # (N,)
@@ -380,7 +434,8 @@ def _truth_likelihood(world:SynthWorld, lat, lon, cover, month, hour, truth) -> 
 def _ranks_of_truth(S:np.ndarray, ks) -> dict:
     "Return R@k and median rank of the diagonal of score matrix S (N, N), ties broken at random (expected values)."
     own = np.diag(S)[:, None]
-    gt = (S > own * (1 + 1e-9)).sum(1); eq = (np.abs(S - own) <= 1e-9 * np.abs(own)).sum(1)
+    gt = (S > own * (1 + 1e-9)).sum(1)
+    eq = (np.abs(S - own) <= 1e-9 * np.abs(own)).sum(1)
     out = {f"R@{k}": round(float(np.clip((k - gt) / eq, 0, 1).mean()), 4) for k in ks}
     return out | {"median_rank": float(np.median(gt + (eq + 1) / 2))}
 
@@ -396,12 +451,16 @@ def retrieval_ceiling(data, # SynthWorld dataset folder (reads truth/photos.parq
     lat, lon, cover = tiles.lat.to_numpy(float), tiles.lon.to_numpy(float), tiles[LANDCOVER].to_numpy(float)
     truth = np.stack([ph.place.map(LANDCOVER.index), ph.activity.map(ACTIVITIES.index), ph.phase.map(PHASES.index),
                       ph.season.map(SEASONS.index), _snow_level(ph.snow.to_numpy())], 1).astype(int)   # (N, 5)
-    u, inv = np.unique(truth, axis=0, return_inverse=True); inv = inv.ravel()
+    u, inv = np.unique(truth, axis=0, return_inverse=True)
+    inv = inv.ravel()
+    # (N, U) at each query's own time
     L = _truth_likelihood(world, lat, lon, cover, frac_month(ph.month.to_numpy(), ph.day.to_numpy()),
-                          ph.hour.to_numpy() + ph.minute.to_numpy() / 60, u)               # (N, U) at each query's own time
+                          ph.hour.to_numpy() + ph.minute.to_numpy() / 60, u)
     L0 = np.zeros_like(L)
-    for m, h, w in zip(*_photo_time_grid()): L0 += w * _truth_likelihood(world, lat, lon, cover, np.full(len(lat), m), np.full(len(lat), h), u)
-    ratio = lambda L: (L / np.maximum(L.mean(0, keepdims=True), 1e-300))[:, inv]      # likelihood ratio vs the photo's prior
+    for m, h, w in zip(*_photo_time_grid()):
+        L0 += w * _truth_likelihood(world, lat, lon, cover, np.full(len(lat), m), np.full(len(lat), h), u)
+    # likelihood ratio vs the photo's prior
+    ratio = lambda L: (L / np.maximum(L.mean(0, keepdims=True), 1e-300))[:, inv]
     return {"gallery": len(keys), "with_meta": _ranks_of_truth(ratio(L), ks), "no_meta": _ranks_of_truth(ratio(L0), ks)}
 
 def ceiling_report(data, # dataset folder; None is returned unless it is a SynthWorld with truth tables
@@ -412,7 +471,9 @@ def ceiling_report(data, # dataset folder; None is returned unless it is a Synth
     "Return the retrieval ceiling and each model's fraction of it (R@k / ceiling R@k; with date/time for sat2cap_meta)."
     if not (Path(data) / "truth/photos.parquet").exists() or not (Path(data) / "manifest.json").exists(): return None
     c = retrieval_ceiling(data, keys, ks)
-    frac = {m: {f"R@{k}": round(v[f"R@{k}"] / max(c["with_meta" if m == "sat2cap_meta" else "no_meta"][f"R@{k}"], 1e-9), 3) for k in ks}
+    frac = {m: {f"R@{k}": round(v[f"R@{k}"] / max(c["with_meta" if m == "sat2cap_meta" else "no_meta"][f"R@{k}"],
+                                                  1e-9), 3)
+                for k in ks}
             for m, v in o2g.items()}
     return c | {"fraction_of_ceiling": frac}
 
@@ -433,12 +494,18 @@ def pick_triplets(out, # SynthWorld dataset folder
     picked, seen, tiles = [], set(), set()
     for rnd in range(3):                      # new phase, season, place and tile first; then relax
         for r in ph.itertuples():
-            combo = {r.phase, r.season, r.place} if rnd == 0 else {(r.phase, r.season), r.place} if rnd == 1 else {r.key}
+            combo = ({r.phase, r.season, r.place} if rnd == 0 else {(r.phase, r.season), r.place} if rnd == 1
+                     else {r.key})
             fresh = r.tile_id not in tiles or rnd == 2
-            if len(picked) < n and not combo & seen and fresh and r.key not in picked and (rnd > 0 or r.activity != "scenery"):
-                seen |= combo; tiles.add(r.tile_id); picked.append(r.key)
-    got = {s["key"]: s for s in read_samples(out, split, keys=picked)}   # the one shard reader, only the picked samples decoded
-    return [{f: got[k][f] for f in ("key", "overhead", "ground", "caption", "meta", "truth")} for k in picked if k in got]
+            if (len(picked) < n and not combo & seen and fresh and r.key not in picked
+                    and (rnd > 0 or r.activity != "scenery")):
+                seen |= combo
+                tiles.add(r.tile_id)
+                picked.append(r.key)
+    # the one shard reader, only the picked samples decoded
+    got = {s["key"]: s for s in read_samples(out, split, keys=picked)}
+    return [{f: got[k][f] for f in ("key", "overhead", "ground", "caption", "meta", "truth")}
+            for k in picked if k in got]
 
 def plot_triplets(samples:list, # from `pick_triplets`
                   path=None, # save the PNG here if given
@@ -447,13 +514,20 @@ def plot_triplets(samples:list, # from `pick_triplets`
     import matplotlib.pyplot as plt, textwrap
     fig, axs = plt.subplots(2, len(samples), figsize=(2.3 * len(samples), 5.4))
     for j, s in enumerate(samples):
-        axs[0, j].imshow(s["overhead"]); axs[1, j].imshow(s["ground"])
-        axs[0, j].set_title(f"{s['meta']['date_taken'][:16]}\n{s['truth']['phase']}, {s['truth']['season']}", fontsize=8)
+        axs[0, j].imshow(s["overhead"])
+        axs[1, j].imshow(s["ground"])
+        axs[0, j].set_title(f"{s['meta']['date_taken'][:16]}\n{s['truth']['phase']}, {s['truth']['season']}",
+                            fontsize=8)
         axs[1, j].set_xlabel("\n".join(textwrap.wrap(s["caption"], 26)), fontsize=8)
-        for a in axs[:, j]: a.set_xticks([]); a.set_yticks([])
-    axs[0, 0].set_ylabel("overhead"); axs[1, 0].set_ylabel("ground")
+        for a in axs[:, j]:
+            a.set_xticks([])
+            a.set_yticks([])
+    axs[0, 0].set_ylabel("overhead")
+    axs[1, 0].set_ylabel("ground")
     plt.tight_layout()
-    if path: Path(path).parent.mkdir(parents=True, exist_ok=True); fig.savefig(path, dpi=72)
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=72)
     return fig
 
 # %% ../nbs/00d_synthworld.ipynb #21525d86
@@ -464,7 +538,8 @@ def region_frame(world:SynthWorld, # the world
     "Return a GeoDataFrame of region tiles (square footprints) with land cover, dominant class and snow."
     import geopandas as gpd, pandas as pd
     from shapely.geometry import box
-    g = region_grid(step); cover = world.landcover(g["lat"], g["lon"])
+    g = region_grid(step)
+    cover = world.landcover(g["lat"], g["lon"])
     df = pd.DataFrame(cover, columns=LANDCOVER).assign(tile_id=g["tile_id"], lat=g["lat"], lon=g["lon"])
     df["dominant"] = [LANDCOVER[i] for i in cover.argmax(1)]
     df["snow"] = world.snow(g["lat"], g["lon"], np.full(len(df), month), cover)
@@ -481,12 +556,20 @@ def plot_landcover_map(world:SynthWorld, step:float=0.25, # grid spacing, degree
     states = gpd.read_file(data_path("us-states.geojson"))
     fig, axs = plt.subplots(1, 2, figsize=(15, 4.8), gridspec_kw=dict(width_ratios=[1.25, 1]))
     df.plot(ax=axs[0], color=df.dominant.map(CLASS_COLORS), linewidth=0)
-    df.plot(ax=axs[1], column="snow", cmap="Blues", vmin=0, vmax=1, linewidth=0, legend=True, legend_kwds=dict(shrink=0.6, label="snow fraction"))
+    df.plot(ax=axs[1], column="snow", cmap="Blues", vmin=0, vmax=1, linewidth=0, legend=True,
+            legend_kwds=dict(shrink=0.6, label="snow fraction"))
     for ax, t in zip(axs, [f"dominant land cover (seed {world.seed}, {step}° grid)", "snow cover in mid January"]):
-        states.boundary.plot(ax=ax, color="k", linewidth=0.4); ax.set_title(t); ax.set_xlim(-125.5, -66.5); ax.set_ylim(24, 50); ax.set_aspect(1.25)
-    axs[0].legend(handles=[Patch(color=CLASS_COLORS[c], label=c) for c in LANDCOVER], loc="lower left", fontsize=7, ncol=2)
+        states.boundary.plot(ax=ax, color="k", linewidth=0.4)
+        ax.set_title(t)
+        ax.set_xlim(-125.5, -66.5)
+        ax.set_ylim(24, 50)
+        ax.set_aspect(1.25)
+    axs[0].legend(handles=[Patch(color=CLASS_COLORS[c], label=c) for c in LANDCOVER], loc="lower left", fontsize=7,
+                  ncol=2)
     plt.tight_layout()
-    if path: Path(path).parent.mkdir(parents=True, exist_ok=True); fig.savefig(path, dpi=80)
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=80)
     return fig
 
 # %% ../nbs/00d_synthworld.ipynb #ce35d569
@@ -503,6 +586,7 @@ def synthworld_cli(out:str, # output folder
     check_nonneg("ground_size", ground_size)
     man = write_synthworld(out, n_samples, seed, image_size, ground_size or None, region_step, workers)
     c = man["counts"]
-    print(f"SynthWorld seed {seed} -> {out}: " + ", ".join(f"{s} {c[s]['samples']} samples / {c[s]['tiles']} tiles" for s in _SPLITS)
+    print(f"SynthWorld seed {seed} -> {out}: "
+          + ", ".join(f"{s} {c[s]['samples']} samples / {c[s]['tiles']} tiles" for s in _SPLITS)
           + f", region {c['region']['tiles']} tiles")
     return man

@@ -18,7 +18,8 @@ __all__ = ['VERSION', 'LANDCOVER', 'ACTIVITIES', 'PHASES', 'SEASONS', 'BBOX', 'R
 
 # %% ../nbs/00a_world.ipynb #7c84a7ee
 VERSION = "1"
-LANDCOVER = ["water", "beach", "downtown", "residential", "stadium", "farmland", "forest", "desert", "mountain", "grassland"]
+LANDCOVER = ["water", "beach", "downtown", "residential", "stadium", "farmland", "forest", "desert", "mountain",
+             "grassland"]
 ACTIVITIES = ["driving", "horses", "hiking", "running", "soccer", "basketball", "sandplay", "street",
               "sailing", "beachwalk", "skiing", "farming", "camping", "scenery"]
 PHASES = ["night", "dawn", "morning", "afternoon", "dusk"]
@@ -94,7 +95,8 @@ def land_mask() -> np.ndarray:
 def _coast_field() -> np.ndarray:
     "Return the (H, W) signed distance to the coast in km (positive on land)."
     from scipy.ndimage import distance_transform_edt
-    m = land_mask(); s = (RES * KM_PER_DEG, RES * KM_PER_DEG * math.cos(math.radians(37)))
+    m = land_mask()
+    s = (RES * KM_PER_DEG, RES * KM_PER_DEG * math.cos(math.radians(37)))
     return (distance_transform_edt(m, sampling=s) - distance_transform_edt(~m, sampling=s)).astype(np.float32)
 
 def coast_km(lat, # (N,) latitude
@@ -110,8 +112,9 @@ def coast_km(lat, # (N,) latitude
 def _hash01(ix, iy, k:int, seed:int) -> np.ndarray:
     "Return a uniform [0, 1) value per integer lattice point (ix, iy) for stream `k` and `seed`."
     with np.errstate(over="ignore"):
-        h = (ix.astype(np.int64).astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)) ^ \
-            (iy.astype(np.int64).astype(np.uint64) * np.uint64(0xC2B2AE3D27D4EB4F)) ^ np.uint64((k * 1000003 + seed * 7919 + 17) % 2**63)
+        h = ((ix.astype(np.int64).astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15))
+             ^ (iy.astype(np.int64).astype(np.uint64) * np.uint64(0xC2B2AE3D27D4EB4F))
+             ^ np.uint64((k * 1000003 + seed * 7919 + 17) % 2**63))
         for sh, mul in ((30, 0xBF58476D1CE4E5B9), (27, 0x94D049BB133111EB)):
             h = (h ^ (h >> np.uint64(sh))) * np.uint64(mul)
         h ^= h >> np.uint64(31)
@@ -181,7 +184,7 @@ class WorldConfig:
     val_frac:float = 0.1          # share of tiles in val
     test_frac:float = 0.1         # share of tiles in test
     split_block:float = 0.25      # side of the spatial blocks assigned whole to train, val or test, degrees
-    split_buffer:float = 1.5      # no train tile within this many tile widths of a val/test tile (footprints never overlap)
+    split_buffer:float = 1.5      # no train tile within this many tile widths of a val/test tile (no footprint overlap)
     shard_size:int = 1000         # samples per shard
     jpeg_quality:int = 90         # fixed JPEG quality (determinism)
 
@@ -203,11 +206,14 @@ def temperature(lat, # (N,) latitude
                ):
     "Return a rough air temperature in °C."
     amp = 6 + 0.55 * (np.asarray(lat) - 25)
-    return 26 - 0.8 * (np.asarray(lat) - 25) - 15 * np.asarray(mountain) + amp * np.cos(2 * np.pi * (np.asarray(month) - 7.2) / 12)
+    return (26 - 0.8 * (np.asarray(lat) - 25) - 15 * np.asarray(mountain)
+            + amp * np.cos(2 * np.pi * (np.asarray(month) - 7.2) / 12))
 
 # %% ../nbs/00a_world.ipynb #89163563
-_PLACE_W = {  # activity: {land cover: base weight}; cars in towns, horses on farms and ranches, hikes in mountains, runs near homes
-    "driving": dict(downtown=2.5, residential=3, stadium=1, farmland=0.2, desert=0.2, grassland=0.2, mountain=0.1, forest=0.1),
+# activity: {land cover: base weight}; cars in towns, horses on farms and ranches, hikes in mountains, runs near homes
+_PLACE_W = {
+    "driving": dict(downtown=2.5, residential=3, stadium=1, farmland=0.2, desert=0.2, grassland=0.2, mountain=0.1,
+                    forest=0.1),
     "horses": dict(farmland=2.5, grassland=3, desert=0.2, mountain=0.2, forest=0.2),
     "hiking": dict(mountain=4, forest=1.2, desert=0.5, grassland=0.2),
     "running": dict(residential=2.5, beach=0.8, downtown=0.5, forest=0.5, grassland=0.3),
@@ -218,8 +224,8 @@ _PLACE_W = {  # activity: {land cover: base weight}; cars in towns, horses on fa
     "camping": dict(forest=1, mountain=1, desert=0.5),
     "scenery": {c: 1 for c in LANDCOVER},
 }
-_NIGHT_F = dict(driving=0.6, horses=0.02, hiking=0.03, running=0.1, soccer=0.3, basketball=0.5, sandplay=0.0, street=0.8,
-                sailing=0.05, beachwalk=2.0, skiing=0.0, farming=0.0, camping=3.0, scenery=1.5)
+_NIGHT_F = dict(driving=0.6, horses=0.02, hiking=0.03, running=0.1, soccer=0.3, basketball=0.5, sandplay=0.0,
+                street=0.8, sailing=0.05, beachwalk=2.0, skiing=0.0, farming=0.0, camping=3.0, scenery=1.5)
 PLACE_WEIGHTS = np.array([[_PLACE_W[a].get(c, 0) for a in ACTIVITIES] for c in LANDCOVER], dtype=float)   # (C, A)
 
 def _time_factor(phase) -> np.ndarray:
@@ -235,7 +241,8 @@ def _weather_factor(temp, snow) -> np.ndarray:
     f[:, col["sailing"]] = np.clip(temp / 20, 0.1, 1)
     f[:, col["sandplay"]] = np.clip((temp - 12) / 10, 0, 1)
     f[:, col["beachwalk"]] = np.clip((temp + 5) / 20, 0.3, 1)
-    for a in ("horses", "hiking", "running", "soccer", "basketball", "camping", "driving"): f[:, col[a]] = 1 - 0.7 * snow
+    for a in ("horses", "hiking", "running", "soccer", "basketball", "camping", "driving"):
+        f[:, col[a]] = 1 - 0.7 * snow
     f[:, col["farming"]] = (1 - snow) * np.clip((temp - 2) / 10, 0, 1)
     f[:, col["skiing"]] = np.clip(2 * snow - 0.4, 0, 1)
     f[:, col["scenery"]] = 1 + snow
@@ -264,30 +271,35 @@ class SynthWorld:
         for lat, lon, pop, r in zip(self.city_lat, self.city_lon, self.city_pop, self.r_res):
             for _ in range(int(pop > 4e5) + int(pop > 2e6)):
                 a, d = rng.uniform(0, 2 * np.pi), rng.uniform(0.15, 0.5) * r
-                out.append((lat + d * np.sin(a) / KM_PER_DEG, lon + d * np.cos(a) / (KM_PER_DEG * np.cos(np.radians(lat)))))
+                out.append((lat + d * np.sin(a) / KM_PER_DEG,
+                            lon + d * np.cos(a) / (KM_PER_DEG * np.cos(np.radians(lat)))))
         return np.array(out)
 
     @classmethod
     def from_manifest(cls, out, # a SynthWorld dataset folder (or its manifest.json)
                      ):
         "Rebuild the world that wrote dataset `out`."
-        p = Path(out); p = p / "manifest.json" if p.is_dir() else p
+        p = Path(out)
+        p = p / "manifest.json" if p.is_dir() else p
         if not p.exists(): raise Sat2CapError(f"no SynthWorld manifest at {str(p)!r}")
         cfg = json.loads(p.read_text()).get("config")
         if not cfg: raise Sat2CapError(f"{str(p)!r} is not a SynthWorld manifest (no 'config')")
         names = {f.name for f in fields(WorldConfig)}
         return cls(**{k: v for k, v in cfg.items() if k in names})
 
-    def __repr__(self): return f"SynthWorld(seed={self.seed}, {len(self.city_lat)} cities, {len(self.stadiums)} stadiums)"
+    def __repr__(self):
+        return f"SynthWorld(seed={self.seed}, {len(self.city_lat)} cities, {len(self.stadiums)} stadiums)"
 
     def _urban(self, lat, lon):
-        "Return (downtown, residential, stadium) closeness in [0, 1] per point, from the nearest city discs and stadiums."
+        ("Return (downtown, residential, stadium) closeness in [0, 1] per point, from the "
+         "nearest city discs and stadiums.")
         i = _nearest(lat, lon, self.city_lat, self.city_lon, 8)                          # (N, 8)
         d = _km(lat[:, None], lon[:, None], self.city_lat[i], self.city_lon[i])
         down, res = np.exp(-(d / self.r_down[i]) ** 2).max(1), np.exp(-(d / self.r_res[i]) ** 2).max(1)
         if not len(self.stadiums): return down, res, np.zeros(len(lat))
         j = _nearest(lat, lon, self.stadiums[:, 0], self.stadiums[:, 1], 2)
-        return down, res, np.exp(-(_km(lat[:, None], lon[:, None], self.stadiums[j, 0], self.stadiums[j, 1]) / 0.9) ** 2).max(1)
+        return down, res, np.exp(-(_km(lat[:, None], lon[:, None], self.stadiums[j, 0], self.stadiums[j, 1])
+                                   / 0.9) ** 2).max(1)
 
     def _land_logits(self, lat, lon) -> np.ndarray:
         "Return (N, 8) logits over the land classes `LANDCOVER[2:]`."
@@ -298,9 +310,11 @@ class SynthWorld:
         farm = np.max([_box(lon, -100.5, -82.5, 1.0) * _box(lat, 37, 47, 0.8),
                        _box(lat, 35.2, 40.2, 0.4) * _box(lon, -122.2, -119.4, 0.3),
                        _box(lat, 31, 36.5, 0.5) * _box(lon, -92, -90, 0.4)], 0)
-        forest = np.max([_box(lon, -91, -60, 1.5) * (1 - 0.7 * farm), _box(lon, -130, -120.5, 0.8) * _box(lat, 41.5, 50, 0.8),
+        forest = np.max([_box(lon, -91, -60, 1.5) * (1 - 0.7 * farm),
+                         _box(lon, -130, -120.5, 0.8) * _box(lat, 41.5, 50, 0.8),
                          _box(lat, 45.3, 50, 0.6) * _box(lon, -96, -82, 0.8)], 0)
-        desert = np.max([_box(lon, -120, -103.5, 1.0) * _box(lat, 31, 37.5, 0.8), 0.75 * _box(lon, -119.5, -111, 1.0) * _box(lat, 37.5, 42.5, 0.8),
+        desert = np.max([_box(lon, -120, -103.5, 1.0) * _box(lat, 31, 37.5, 0.8),
+                         0.75 * _box(lon, -119.5, -111, 1.0) * _box(lat, 37.5, 42.5, 0.8),
                          _box(lon, -106.5, -101, 0.8) * _box(lat, 28, 33, 0.8)], 0)
         plains = _box(lon, -106, -97, 1.5) * _box(lat, 30, 49, 1.0)
         return np.stack([14 * (down - 0.45), 8 * (res - 0.35) - 6 * down, 14 * (stad - 0.35) + 3 * down,
@@ -314,7 +328,8 @@ class SynthWorld:
         beachy = 0.25 + 0.75 * (fractal_noise(lat, lon, 7, self.seed) > -0.3)
         beach = (1 - water) * _box(sdf, -5, 1.5, 0.25) * beachy
         z = self._land_logits(lat, lon) * 1.5
-        p = np.exp(z - z.max(1, keepdims=True)); p /= p.sum(1, keepdims=True)
+        p = np.exp(z - z.max(1, keepdims=True))
+        p /= p.sum(1, keepdims=True)
         return np.concatenate([water[:, None], beach[:, None], (1 - water - beach)[:, None] * p], 1)
 
     def landcover(self, lat, # (N,) tile-centre latitudes
@@ -324,7 +339,8 @@ class SynthWorld:
         lat, lon = np.atleast_1d(np.asarray(lat, dtype=float)), np.atleast_1d(np.asarray(lon, dtype=float))
         o = (np.arange(3) - 1) * self.config.tile_deg / 3
         la = (lat[:, None, None] + o[None, :, None] + 0 * o[None, None, :]).ravel()
-        lo = (lon[:, None, None] + 0 * o[None, :, None] + o[None, None, :] / np.cos(np.radians(lat))[:, None, None]).ravel()
+        lo = (lon[:, None, None] + 0 * o[None, :, None]
+              + o[None, None, :] / np.cos(np.radians(lat))[:, None, None]).ravel()
         return self._point_cover(la, lo).reshape(len(lat), 9, -1).mean(1)
 
     def snow(self, lat, lon, month, cover=None) -> np.ndarray:
@@ -363,7 +379,8 @@ def concept_truth(world:SynthWorld, concept:tuple, # (kind, name) from `prompt_c
                  ) -> np.ndarray:
     "Return (N,) truth values in [0, 1] of a concept at each tile and time."
     kind, name = concept
-    lat = np.atleast_1d(np.asarray(lat, dtype=float)); month = np.broadcast_to(month, lat.shape).astype(float)
+    lat = np.atleast_1d(np.asarray(lat, dtype=float))
+    month = np.broadcast_to(month, lat.shape).astype(float)
     hour = np.broadcast_to(hour, lat.shape).astype(float)
     cover = world.landcover(lat, lon) if cover is None else cover
     if kind == "activity": return world.activity_probs(lat, lon, month, hour, cover)[:, ACTIVITIES.index(name)]
@@ -371,5 +388,6 @@ def concept_truth(world:SynthWorld, concept:tuple, # (kind, name) from `prompt_c
     if kind == "snow": return world.snow(lat, lon, month, cover)
     if kind == "season": return np.isin(np.floor(month).astype(int), _SEASON_MONTHS[name]).astype(float)
     if kind == "time":
-        return (~is_night(hour, month, lat)).astype(float) if name == "day" else (day_phase(hour, month, lat) == PHASES.index(name)).astype(float)
+        return ((~is_night(hour, month, lat)).astype(float) if name == "day"
+                else (day_phase(hour, month, lat) == PHASES.index(name)).astype(float))
     raise Sat2CapError(f"unknown concept kind {kind!r}; expected activity, landcover, snow, season or time")
