@@ -18,7 +18,8 @@ from .encoders import check_clip
 from .encoders import GroundEncoder, load_clip
 from .dynamic import when_meta
 from .runs import load_run
-from .synthworld import SynthWorld, day_phase, season, PHASES, SEASONS, LANDCOVER, ACTIVITIES, prompt_concepts
+from .world import SynthWorld, day_phase, season, PHASES, SEASONS, LANDCOVER, ACTIVITIES
+from .concepts import prompt_concepts
 import datetime as dt
 import pandas as pd, matplotlib.pyplot as plt
 from safetensors.torch import save_file, load_file
@@ -47,7 +48,8 @@ class WordVocab:
     def __init__(self, words:list[str]): # the vocabulary's words, specials first
         self.itos = list(words)
         self.stoi = {w: i for i, w in enumerate(self.itos)}
-        if self.itos[:3] != _SPECIAL: raise Sat2CapError(f"a vocabulary must start with {_SPECIAL}, got {self.itos[:3]}")
+        if self.itos[:3] != _SPECIAL:
+            raise Sat2CapError(f"a vocabulary must start with {_SPECIAL}, got {self.itos[:3]}")
 
     @classmethod
     def build(cls, captions, # training captions
@@ -218,11 +220,14 @@ class Captioner:
                  max_len:int|None=None, # most ids per caption; default cfg.max_len
                 ) -> list[str]:
         "Return a caption for each embedding."
-        emb = emb.detach().float().cpu() if isinstance(emb, torch.Tensor) else torch.as_tensor(np.asarray(emb, dtype=np.float32))
+        emb = (emb.detach().float().cpu() if isinstance(emb, torch.Tensor)
+               else torch.as_tensor(np.asarray(emb, dtype=np.float32)))
         emb = F.normalize(emb.reshape(-1, emb.shape[-1]), dim=-1).to(next(self.model.parameters()).device)
         if emb.shape[-1] != self.cfg.embed_dim:
-            raise Sat2CapError(f"embeddings of width {emb.shape[-1]} given to a captioner for width {self.cfg.embed_dim}")
-        self.model.eval(); n = max_len or self.cfg.max_len
+            raise Sat2CapError(f"embeddings of width {emb.shape[-1]} given to a captioner for "
+                               f"width {self.cfg.embed_dim}")
+        self.model.eval()
+        n = max_len or self.cfg.max_len
         ids = greedy_decode(self.model, emb, n) if beam == 1 else [beam_decode(self.model, e, n, beam) for e in emb]
         return [self.vocab.decode(r) for r in ids]
 
@@ -239,11 +244,16 @@ def fit_captioner(embs, # (N, D) CLIP embeddings (any scale; normalized here)
                  ) -> Captioner:
     "Train a captioner (by default a new `ClipCapDecoder`) to caption `embs` with `captions`."
     embs = F.normalize(torch.as_tensor(np.asarray(embs, dtype=np.float32)), dim=-1)
-    if len(embs) != len(captions) or not len(embs): raise Sat2CapError(f"{len(embs)} embeddings but {len(captions)} captions")
-    seed_everything(seed); vocab = vocab or WordVocab.build(captions)
+    if len(embs) != len(captions) or not len(embs):
+        raise Sat2CapError(f"{len(embs)} embeddings but {len(captions)} captions")
+    seed_everything(seed)
+    vocab = vocab or WordVocab.build(captions)
     if model is None:
-        model = ClipCapDecoder(dataclasses.replace(cfg or CaptionerConfig(), embed_dim=embs.shape[1], vocab_size=len(vocab)))
-    cfg = model.cfg; model.train(); ids = pad_captions(vocab, captions, cfg.max_len)
+        model = ClipCapDecoder(dataclasses.replace(cfg or CaptionerConfig(), embed_dim=embs.shape[1],
+                                                   vocab_size=len(vocab)))
+    cfg = model.cfg
+    model.train()
+    ids = pad_captions(vocab, captions, cfg.max_len)
     lens = ((ids == model.eos_id).long().cumsum(1) == 0).sum(1) + 1  # (N,) ids up to <eos>
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=steps, pct_start=0.1)
@@ -251,8 +261,12 @@ def fit_captioner(embs, # (N, D) CLIP embeddings (any scale; normalized here)
     for _ in (bar := progress(range(steps), desc="captioner", leave=False)):
         b = torch.randint(len(embs), (min(batch_size, len(embs)),), generator=gen)
         loss = caption_loss(model.train(), embs[b], ids[b, :lens[b].max()], cfg.noise)  # trim padding columns
-        opt.zero_grad(); loss.backward(); opt.step(); sched.step()
-        cap.losses.append(loss.item()); bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        cap.losses.append(loss.item())
+        bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
     model.eval()
     return cap
 
@@ -261,8 +275,10 @@ def save_captioner(cap:Captioner, # the captioner to save
                    out, # folder: captioner.json (config), vocab.json, captioner.safetensors
                   ) -> Path:
     "Write `cap`'s config, vocabulary and weights (safetensors) to `out`, each atomically."
-    out = Path(out); out.mkdir(parents=True, exist_ok=True)
-    cap.cfg.save(out/"captioner.json"); write_json(cap.vocab.itos, out/"vocab.json")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    cap.cfg.save(out/"captioner.json")
+    write_json(cap.vocab.itos, out/"vocab.json")
     with atomic_path(out/"captioner.safetensors") as tmp:
         save_file({k: v.contiguous() for k, v in cap.model.state_dict().items()}, str(tmp))
     return out
@@ -318,7 +334,8 @@ def ground_caption_pairs(data, # SynthWorld dataset folder
     embs, caps = [], []
     it = read_samples(data, split, limit)
     for b in chunks(progress(it, desc=f"ground embeddings ({split})", total=limit, leave=False), batch_size):
-        embs.append(ground_embeddings(clip, [s["ground"] for s in b], batch_size)); caps += [s["caption"] for s in b]
+        embs.append(ground_embeddings(clip, [s["ground"] for s in b], batch_size))
+        caps += [s["caption"] for s in b]
     if not caps: raise Sat2CapError(f"no samples in {Path(data)/split}")
     return torch.cat(embs), caps
 
@@ -346,8 +363,8 @@ def train_captioner(data, # SynthWorld dataset folder with train/ shards
     embs, caps = ground_caption_pairs(data, clip, "train", limit)
     cap = fit_captioner(embs, caps, cfg, steps, batch_size, lr, seed)
     save_captioner(cap, out)
-    write_json(dict(data=str(data), clip=clip.spec, pairs=len(caps), steps=steps, batch_size=batch_size, lr=lr, seed=seed,
-                    final_loss=float(np.mean(cap.losses[-50:]))), Path(out)/"train.json")
+    write_json(dict(data=str(data), clip=clip.spec, pairs=len(caps), steps=steps, batch_size=batch_size, lr=lr,
+                    seed=seed, final_loss=float(np.mean(cap.losses[-50:]))), Path(out)/"train.json")
     return cap
 
 # %% ../nbs/08_captions.ipynb #18a9ab28
@@ -394,7 +411,8 @@ def dynamic_captions(run, # loaded run
     "Return (row label, caption) rows: CLIP baseline, Sat2Cap without metadata, then one row per `when`."
     img, base = encode_overhead(run, [overhead])
     rows = [("CLIP on overhead (baseline)", base), ("Sat2Cap, no date/time", at_time(run, img, lat, lon))]
-    rows += [(f"Sat2Cap, {_label(w)}" + (_truth_label(world, lat, w) if world else ""), at_time(run, img, lat, lon, w)) for w in whens]
+    rows += [(f"Sat2Cap, {_label(w)}" + (_truth_label(world, lat, w) if world else ""), at_time(run, img, lat, lon, w))
+             for w in whens]
     return [(k, captioner(e, beam)[0]) for k, e in rows]
 
 # %% ../nbs/08_captions.ipynb #78c5f5bf
@@ -405,11 +423,16 @@ def plot_caption_table(overhead, # the PIL tile
                       ):
     "Draw the tile beside a table of its captions (paper Fig. 2); save it to `path`; return the figure."
     fig = plt.figure(figsize=(12, 0.42 * len(rows) + 1.4))
-    ax = fig.add_axes([0.01, 0.05, 0.17, 0.82]); ax.imshow(overhead); ax.axis("off")
-    tb = fig.add_axes([0.2, 0.05, 0.79, 0.82]); tb.axis("off")
-    t = tb.table(cellText=[[k, c] for k, c in rows], colLabels=["embedding (truth at that time)", "caption"], cellLoc="left",
-                 colLoc="left", colWidths=[0.38, 0.62], loc="center")
-    t.auto_set_font_size(False); t.set_fontsize(9); t.scale(1, 1.4)
+    ax = fig.add_axes([0.01, 0.05, 0.17, 0.82])
+    ax.imshow(overhead)
+    ax.axis("off")
+    tb = fig.add_axes([0.2, 0.05, 0.79, 0.82])
+    tb.axis("off")
+    t = tb.table(cellText=[[k, c] for k, c in rows], colLabels=["embedding (truth at that time)", "caption"],
+                 cellLoc="left", colLoc="left", colWidths=[0.38, 0.62], loc="center")
+    t.auto_set_font_size(False)
+    t.set_fontsize(9)
+    t.scale(1, 1.4)
     if title: fig.suptitle(title, fontsize=10)
     if path is not None:
         with atomic_path(path) as tmp: fig.savefig(tmp, dpi=100, format="png")
@@ -450,8 +473,8 @@ def score_captions(captions:list[str], # N captions
         cs = prompt_concepts(c)
         for k in {k for k, _ in cs}: named[k] += 1
         for k, n in cs: hits[k].append(_agrees(k, n, truth, i, min_cover, min_snow, top_k))
-    out = {k: dict(agree=float(np.mean(hits[k])) if hits[k] else float("nan"), mentions=named[k] / max(len(captions), 1),
-                   n=len(hits[k])) for k in KINDS}
+    out = {k: dict(agree=float(np.mean(hits[k])) if hits[k] else float("nan"),
+                   mentions=named[k] / max(len(captions), 1), n=len(hits[k])) for k in KINDS}
     allh = sum(hits.values(), [])
     out["all"] = dict(agree=float(np.mean(allh)) if allh else float("nan"), mentions=float("nan"), n=len(allh))
     return out
@@ -464,7 +487,8 @@ def _overhead_views(run, captioner, samples:list, when, beam:int, batch_size:int
     for b in chunks(samples, batch_size):
         img, base = encode_overhead(run, [s["overhead"] for s in b])
         lat, lon = [s["lat"] for s in b], [s["lon"] for s in b]
-        for k, e in zip(out, (base, at_time(run, img, lat, lon), at_time(run, img, lat, lon, when(b)))): out[k] += captioner(e, beam)
+        for k, e in zip(out, (base, at_time(run, img, lat, lon), at_time(run, img, lat, lon, when(b)))):
+            out[k] += captioner(e, beam)
     return out
 
 def caption_heldout(run, # loaded Sat2Cap run
@@ -480,7 +504,8 @@ def caption_heldout(run, # loaded Sat2Cap run
     if not ss: raise Sat2CapError(f"no samples in {Path(data)/split}")
     meta = lambda b: {k: [s[k] for s in b] for k in ("year", "doy", "hour")}
     caps = {"reference": [s["caption"] for s in ss],
-            "ground photo": sum((captioner(ground_embeddings(run.clip, [s["ground"] for s in b]), beam) for b in chunks(ss, batch_size)), [])}
+            "ground photo": sum((captioner(ground_embeddings(run.clip, [s["ground"] for s in b]), beam)
+                                 for b in chunks(ss, batch_size)), [])}
     caps.update(_overhead_views(run, captioner, ss, meta, beam, batch_size))
     return dict(captions=caps, lat=np.array([s["lat"] for s in ss]), lon=np.array([s["lon"] for s in ss]),
                 month=np.array([month_frac(s) for s in ss]), hour=np.array([s["hour"] for s in ss]))
@@ -503,9 +528,11 @@ def caption_at_times(run, # loaded Sat2Cap run
     ss, res = list(tiles.values()), dict(captions={}, lat=[], lon=[], month=[], hour=[])
     for w in progress(whens, desc="dates", leave=False):
         m = when_fields(w)
-        for k, v in _overhead_views(run, captioner, ss, lambda b: m, beam, batch_size).items(): res["captions"].setdefault(k, []).extend(v)
+        for k, v in _overhead_views(run, captioner, ss, lambda b: m, beam, batch_size).items():
+            res["captions"].setdefault(k, []).extend(v)
         for k in ("lat", "lon"): res[k] += [s[k] for s in ss]
-        res["month"] += [m["month"]] * len(ss); res["hour"] += [m["hour"]] * len(ss)
+        res["month"] += [m["month"]] * len(ss)
+        res["hour"] += [m["hour"]] * len(ss)
     return {k: v if k == "captions" else np.array(v) for k, v in res.items()}
 
 # %% ../nbs/08_captions.ipynb #2d41adab
@@ -531,7 +558,8 @@ def embedding_gap(run, # loaded Sat2Cap run
     if not ss: raise Sat2CapError(f"no samples in {Path(data)/split}")
     img, base = encode_overhead(run, [s["overhead"] for s in ss])
     g = ground_embeddings(run.clip, [s["ground"] for s in ss]).to(img.device)
-    lat, lon, meta = [s["lat"] for s in ss], [s["lon"] for s in ss], {k: [s[k] for s in ss] for k in ("year", "doy", "hour")}
+    lat, lon, meta = ([s["lat"] for s in ss], [s["lon"] for s in ss],
+                      {k: [s[k] for s in ss] for k in ("year", "doy", "hour")})
     views = {"CLIP on overhead": base, "Sat2Cap, no date/time": at_time(run, img, lat, lon),
              "Sat2Cap + date/time": at_time(run, img, lat, lon, meta)}
     return {k: round(float((v * g).sum(-1).mean()), 4) for k, v in views.items()}
@@ -554,13 +582,17 @@ class GPT2ClipCap(PrefixLM):
                  noise:float=0.0, # training noise (see `add_noise`)
                 ):
         super().__init__()
-        c = gpt.config; H = c.n_embd
+        c = gpt.config
+        H = c.n_embd
         self.gpt, self.prefix_scale = gpt, prefix_scale
         self.eos_id = c.eos_token_id if eos_id is None else eos_id
-        self.cfg = CaptionerConfig(embed_dim, c.vocab_size, prefix_len, H, c.n_layer, c.n_head, 4, max_len, c.resid_pdrop, noise)
-        self.mapper = nn.Sequential(nn.Linear(embed_dim, H*prefix_len//2), nn.Tanh(), nn.Linear(H*prefix_len//2, H*prefix_len))
+        self.cfg = CaptionerConfig(embed_dim, c.vocab_size, prefix_len, H, c.n_layer, c.n_head, 4, max_len,
+                                   c.resid_pdrop, noise)
+        self.mapper = nn.Sequential(nn.Linear(embed_dim, H*prefix_len//2), nn.Tanh(),
+                                    nn.Linear(H*prefix_len//2, H*prefix_len))
 
-    def prefix(self, emb): return self.mapper(emb * self.prefix_scale).view(len(emb), self.cfg.prefix_len, -1)  # (B, P, H)
+    def prefix(self, emb):
+        return self.mapper(emb * self.prefix_scale).view(len(emb), self.cfg.prefix_len, -1)  # (B, P, H)
     def tok_embed(self, ids): return self.gpt.get_input_embeddings()(ids)  # (B, T, H)
     def logits(self, x): return self.gpt(inputs_embeds=x).logits  # (B, T, V)
 
@@ -581,7 +613,8 @@ class GPT2ClipCap(PrefixLM):
         sd = torch.load(path, map_location="cpu", weights_only=True)
         sd = {re.sub(r"^clip_project\.model\.", "mapper.", k): v for k, v in sd.items()}
         try: missing, unexpected = self.load_state_dict(sd, strict=False)
-        except RuntimeError as e: raise Sat2CapError(f"{path} does not fit this model: {str(e).splitlines()[-1].strip()}")
+        except RuntimeError as e:
+            raise Sat2CapError(f"{path} does not fit this model: {str(e).splitlines()[-1].strip()}")
         unexpected = [k for k in unexpected if not re.search(r"attn\.(masked_)?bias$", k)]  # old GPT-2 buffers
         if missing or unexpected: raise Sat2CapError(f"{path} is not a ClipCap MLP checkpoint for this model: "
                                                      f"missing {missing[:3]}, unexpected {unexpected[:3]}")
@@ -615,7 +648,9 @@ def train_captioner_cli(data:str, # SynthWorld dataset folder with train/ shards
     check_clip(clip)
     check_out_dir(out)
     _check_data(data, "train")
-    with strict_reading(strict): cap = train_captioner(data, clip, out, steps, batch_size, CaptionerConfig(noise=noise), limit=limit or None, seed=seed)
+    with strict_reading(strict):
+        cap = train_captioner(data, clip, out, steps, batch_size, CaptionerConfig(noise=noise), limit=limit or None,
+                              seed=seed)
     print(f"captioner ({len(cap.vocab)} words, final loss {np.mean(cap.losses[-50:]):.3f}) -> {out}")
 
 @call_parse
@@ -635,6 +670,7 @@ def caption_score_cli(run:str, # Sat2Cap run folder
     r = load_run(run)  # a missing run or one without a complete checkpoint is refused before anything loads
     with strict_reading(strict): res = caption_heldout(r, load_captioner(captioner), data, split, limit)
     agree, mentions = agreement(world, res), agreement(world, res, "mentions")
-    out = dict(samples=len(res["lat"]), agree=json.loads(agree.to_json()), mentions=json.loads(mentions.to_json()))  # NaN -> null
+    # NaN -> null
+    out = dict(samples=len(res["lat"]), agree=json.loads(agree.to_json()), mentions=json.loads(mentions.to_json()))
     print(json.dumps(out, indent=1))
     return out

@@ -15,16 +15,23 @@ __all__ = ['COMMANDS', 'main']
 # %% ../nbs/12_cli.ipynb #3cc2ad57
 COMMANDS = {
     "synthworld":    ("sat2cap.synthworld", "synthworld_cli", "generate a SynthWorld dataset as webdataset shards"),
-    "pretrain-clip": ("sat2cap.encoders", "pretrain_clip_cli", "pretrain the embedded tiny CLIP on SynthWorld photos and captions"),
+    "pretrain-clip": ("sat2cap.encoders", "pretrain_clip_cli",
+                      "pretrain the embedded tiny CLIP on SynthWorld photos and captions"),
     "train":         ("sat2cap.train", "train_cli", "train Sat2Cap (overhead + dynamic encoder, memory-bank loss)"),
     "evaluate":      ("sat2cap.train", "evaluate_cli", "overhead<->ground retrieval metrics of a run as JSON"),
-    "map":           ("sat2cap.maps", "map_cli", "draw a zero-shot map of a text prompt over a region at a date and time"),
+    "map":           ("sat2cap.maps", "map_cli",
+                      "draw a zero-shot map of a text prompt over a region at a date and time"),
     "score-map":     ("sat2cap.maps", "score_map_cli", "ROC AUC of a prompt's map against SynthWorld's truth, as JSON"),
-    "import-hf":     ("sat2cap.imagery", "import_hf_cli", "build a run folder from released Sat2Cap weights on the Hugging Face Hub"),
-    "embed-region":  ("sat2cap.imagery", "embed_region_cli", "embed your own GeoTIFFs or XYZ tiles into a region dataset (GeoParquet parts)"),
-    "train-captioner": ("sat2cap.captions", "train_captioner_cli", "train a ClipCap-style captioner on a CLIP's embeddings of SynthWorld ground photos"),
-    "caption-score": ("sat2cap.captions", "caption_score_cli", "agreement of a run's overhead captions with SynthWorld's truth, as JSON"),
-    "demo":          ("sat2cap.demo", "demo_cli", "the whole pipeline on SynthWorld: data, CLIP, training, figures, report"),
+    "import-hf":     ("sat2cap.imagery", "import_hf_cli",
+                      "build a run folder from released Sat2Cap weights on the Hugging Face Hub"),
+    "embed-region":  ("sat2cap.imagery", "embed_region_cli",
+                      "embed your own GeoTIFFs or XYZ tiles into a region dataset (GeoParquet parts)"),
+    "train-captioner": ("sat2cap.captions", "train_captioner_cli",
+                        "train a ClipCap-style captioner on a CLIP's embeddings of SynthWorld ground photos"),
+    "caption-score": ("sat2cap.captions", "caption_score_cli",
+                      "agreement of a run's overhead captions with SynthWorld's truth, as JSON"),
+    "demo":          ("sat2cap.demo", "demo_cli",
+                      "the whole pipeline on SynthWorld: data, CLIP, training, figures, report"),
 }
 
 # %% ../nbs/12_cli.ipynb #bf490f2e
@@ -32,7 +39,8 @@ def _usage() -> str:
     "Return the top-level help text listing every subcommand."
     w = max(map(len, COMMANDS))
     rows = [f"  {n:<{w}}  {h}" for n, (_, _, h) in COMMANDS.items()]
-    return "usage: sat2cap SUBCOMMAND [options]   (sat2cap SUBCOMMAND --help for its options)\n\nsubcommands:\n" + "\n".join(rows)
+    return ("usage: sat2cap SUBCOMMAND [options]   (sat2cap SUBCOMMAND --help for its options)\n\nsubcommands:\n"
+            + "\n".join(rows))
 
 class _Parser(argparse.ArgumentParser):
     "An argument parser whose mistakes are one line on stderr (exit 2), like every other user error."
@@ -49,16 +57,20 @@ def _type(anno):
 def _valued(func) -> set:
     "Return the options of `func` that take a value (all but positionals and flags), spelled `--batch-size`."
     ds = docments(func, full=True, returns=False, eval_str=True)
-    return {_option(k) for k, d in ds.items() if d.default is not inspect.Parameter.empty and _type(d.anno) not in (store_true, bool)}
+    return {_option(k) for k, d in ds.items() if d.default is not inspect.Parameter.empty
+            and _type(d.anno) not in (store_true, bool)}
 
 def _parser(name:str, func) -> argparse.ArgumentParser:
-    "Return the parser of subcommand `name`, built from `func`'s signature and docments; options spelled `--batch-size`."
+    ("Return the parser of subcommand `name`, built from `func`'s signature and docments; "
+     "options spelled `--batch-size`.")
     p = _Parser(prog=f"sat2cap {name}", description=func.__doc__)
     for k, d in docments(func, full=True, returns=False, eval_str=True).items():
         t, helptext = _type(d.anno), d.docment or ""
         if d.default is inspect.Parameter.empty: p.add_argument(k, type=t, help=helptext)
         elif t in (store_true, bool): p.add_argument(_option(k), dest=k, action="store_true", help=helptext)
-        else: p.add_argument(_option(k), dest=k, type=t, default=d.default, help=helptext + (f" (default: {d.default})" if d.default is not None else ""))
+        else:
+            p.add_argument(_option(k), dest=k, type=t, default=d.default,
+                           help=helptext + (f" (default: {d.default})" if d.default is not None else ""))
     return p
 
 def _command(name:str):
@@ -71,7 +83,8 @@ def _command(name:str):
 def _argv(argv:list, # arguments after the subcommand
           valued:set, # options that take a value, e.g. {"--batch-size", "--when"}
          ) -> list:
-    "Rewrite `argv` for argparse: `--n_samples` as `--n-samples`, `--opt value` as `--opt=value`, positionals after `--`."
+    ("Rewrite `argv` for argparse: `--n_samples` as `--n-samples`, `--opt value` as "
+     "`--opt=value`, positionals after `--`.")
     opts, pos, i = [], [], 0
     while i < len(argv):
         a = argv[i]

@@ -138,7 +138,8 @@ def check_device(device:str|None, # "" or None (automatic), cpu, cuda or cuda:N
     if not device or device == "cpu": return device or ""
     import torch
     kind, _, idx = device.partition(":")
-    if kind != "cuda" or (idx and not idx.isdigit()): raise Sat2CapError(f"--device {device!r} is not cpu, cuda or cuda:N")
+    if kind != "cuda" or (idx and not idx.isdigit()):
+        raise Sat2CapError(f"--device {device!r} is not cpu, cuda or cuda:N")
     n = torch.cuda.device_count() if torch.cuda.is_available() else 0
     if n == 0: raise Sat2CapError(f"--device {device!r}: CUDA is not available on this machine (use cpu)")
     if idx and int(idx) >= n: raise Sat2CapError(f"--device {device!r}: this machine has {n} CUDA device(s)")
@@ -180,10 +181,12 @@ def run_lock(folder, # run folder (created if needed)
     try:
         try: fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise Sat2CapError(f"run folder {str(folder)!r} is in use by another process ({_holder(f)}); wait for it or choose another --out") from None
+            raise Sat2CapError(f"run folder {str(folder)!r} is in use by another process ({_holder(f)}); wait for "
+                               "it or choose another --out") from None
         f.seek(0)
         f.truncate()
-        f.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%dT%H:%M:%S")}))
+        f.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                            "since": time.strftime("%Y-%m-%dT%H:%M:%S")}))
         f.flush()
         yield folder
     finally:
@@ -208,7 +211,9 @@ def chunks(it, # any iterable
     b = []
     for x in it:
         b.append(x)
-        if len(b) == n: yield b; b = []
+        if len(b) == n:
+            yield b
+            b = []
     if b: yield b
 
 # %% ../nbs/00_core.ipynb #277d2dbd

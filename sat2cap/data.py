@@ -69,11 +69,12 @@ def encode_jpeg(img, # PIL image or (H, W, 3) uint8 array
                ) -> bytes:
     "Encode an image as JPEG bytes."
     if isinstance(img, np.ndarray): img = Image.fromarray(img)
-    buf = io.BytesIO(); img.convert("RGB").save(buf, "JPEG", quality=quality)
+    buf = io.BytesIO()
+    img.convert("RGB").save(buf, "JPEG", quality=quality)
     return buf.getvalue()
 
 def write_shard(path, # destination `.tar`
-                samples, # dicts with `__key__` and entries like `overhead.jpg` (PIL, array, bytes), `metadata.json` (dict)
+                samples, # dicts: `__key__` and entries like `overhead.jpg` (PIL, array, bytes), `metadata.json` (dict)
                ) -> Path:
     "Write `samples` as one webdataset shard, atomically."
     with atomic_path(path) as tmp:
@@ -89,7 +90,8 @@ SKIP_REASONS = ("missing metadata.json", "bad metadata.json", "missing latitude"
                 "truncated shard")   # the sample a cut-short shard ends in
 
 def _original(msg):
-    "Return the message of an exception torch re-raises from a DataLoader worker (the last line of its report), else `msg`."
+    ("Return the message of an exception torch re-raises from a DataLoader worker (the last line "
+     "of its report), else `msg`.")
     if not (isinstance(msg, str) and msg.startswith("Caught ") and "\nOriginal Traceback" in msg): return msg
     return msg.rstrip().splitlines()[-1].split(": ", 1)[-1]
 
@@ -155,7 +157,8 @@ class SkipCounter:
     "Count samples seen and skipped by reason, in shared memory that DataLoader worker processes add to."
     def __init__(self, max_workers:int=256, # rows for worker processes (worker i writes row 1 + i % max_workers)
                 ):
-        self._n = torch.zeros(1 + max_workers, 1 + len(SKIP_REASONS), dtype=torch.int64).share_memory_()  # [seen, per reason]
+        # [seen, per reason]
+        self._n = torch.zeros(1 + max_workers, 1 + len(SKIP_REASONS), dtype=torch.int64).share_memory_()
     def reset(self):
         "Zero all counts."
         self._n.zero_()
@@ -184,7 +187,8 @@ def decode_image(data:bytes, # encoded image
                 ) -> Image.Image:
     "Decode an image fully into RGB; raise `BadSample` ('corrupt NAME') if it cannot be."
     try:
-        img = Image.open(io.BytesIO(data)); img.load()
+        img = Image.open(io.BytesIO(data))
+        img.load()
         return img.convert("RGB")
     except Exception as e: raise BadSample(f"corrupt {name}", f"{type(e).__name__}: {e}", where) from None
 
@@ -231,10 +235,12 @@ def decode_sample(raw:dict, # webdataset sample: `__key__`, `__url__` and raw by
     meta = _json(raw, "metadata.json", where) if with_meta else {}
     out = dict(key=key, url=url) | (parse_metadata(meta, where, date=with_date) if with_meta else {})
     out["caption"] = _text(raw, "caption.txt", where)
-    if with_caption and not out["caption"]: raise BadSample("missing caption.txt", "no caption.txt or an empty one", where)
+    if with_caption and not out["caption"]:
+        raise BadSample("missing caption.txt", "no caption.txt or an empty one", where)
     if "truth.json" in raw: out["truth"] = _json(raw, "truth.json", where)
     if with_overhead: out["overhead"] = _apply(overhead_tf, _image(raw, "overhead.jpg", where), seed)
-    if with_ground and "groundlevel.jpg" not in raw: raise BadSample("missing groundlevel.jpg", "no groundlevel.jpg", where)
+    if with_ground and "groundlevel.jpg" not in raw:
+        raise BadSample("missing groundlevel.jpg", "no groundlevel.jpg", where)
     if with_ground and decode_ground: out["ground"] = _apply(ground_tf, _image(raw, "groundlevel.jpg", where), seed)
     return out | dict(meta=meta)
 
@@ -266,7 +272,8 @@ def strict_reading(strict:bool=True, # default `strict` of the shard readers cre
 
 class _Tail:
     "A read-only stream that counts the bytes read and keeps (without copying) at least the last `keep` of them."
-    def __init__(self, f, keep:int=1 << 16): self.f, self.pos, self.keep, self.chunks, self.held = f, 0, keep, deque(), 0
+    def __init__(self, f, keep:int=1 << 16):
+        self.f, self.pos, self.keep, self.chunks, self.held = f, 0, keep, deque(), 0
     def read(self, n:int=-1) -> bytes:
         b = self.f.read(n)
         self.pos += len(b)
@@ -285,18 +292,21 @@ def _tar_members(stream:_Tail, url:str, end:dict):
     tf = tarfile.open(fileobj=stream, mode="r|*")
     try:
         for ti in tf:
-            if ti.isreg() and known_member(ti.name): yield dict(fname=ti.name, data=tf.extractfile(ti).read(), __url__=url)
+            if ti.isreg() and known_member(ti.name):
+                yield dict(fname=ti.name, data=tf.extractfile(ti).read(), __url__=url)
             tf.members = []                                   # stream mode: keep no member list
     except (tarfile.ReadError, EOFError) as e:
         end["cut"] = f"{type(e).__name__}: {e}"
         return
     done = tf.fileobj.pos >= tf.offset + tarfile.BLOCKSIZE    # the block after the last member was read...
-    if tf.fileobj.comptype == "tar": done = done and stream.block(tf.offset) == tarfile.NUL * tarfile.BLOCKSIZE  # ...and is zeros
+    if tf.fileobj.comptype == "tar":
+        done = done and stream.block(tf.offset) == tarfile.NUL * tarfile.BLOCKSIZE  # ...and is zeros
     if not done: end["cut"] = "no end-of-archive block after the last member"
 
 def tar_samples(src, # dicts with `url`, e.g. from `wds.SimpleShardList`
                ):
-    "Yield each shard's raw samples (known members only); a shard that ends early ends with a `__cut__` record instead of its last sample."
+    ("Yield each shard's raw samples (known members only); a shard that ends early ends with a `__cut__` record "
+     "instead of its last sample.")
     for d in src:
         url, end, n, last = d["url"], {}, 0, None
         try:
@@ -311,7 +321,8 @@ def tar_samples(src, # dicts with `url`, e.g. from `wds.SimpleShardList`
         except Sat2CapError: raise
         except Exception as e: raise ShardError(f"cannot read shard {url}: {type(e).__name__}: {e}") from e
         if "cut" not in end and last is not None: yield last
-        if "cut" in end: yield {"__key__": last and last["__key__"], "__url__": url, "__cut__": end["cut"], "__count__": n}
+        if "cut" in end:
+            yield {"__key__": last and last["__key__"], "__url__": url, "__cut__": end["cut"], "__count__": n}
 
 def shard_pipeline(urls:list, # shard paths or URLs
                    shardshuffle=False, # shard shuffle buffer (False: file order)
@@ -321,7 +332,8 @@ def shard_pipeline(urls:list, # shard paths or URLs
                   ) -> wds.DataPipeline:
     "Return `wds.WebDataset`'s pipeline (same stages and shard order) with `tar_samples` as its tar reader."
     splits = [s for s in (nodesplitter, workersplitter) if s is not None]
-    return wds.DataPipeline(wds.SimpleShardList(urls), *splits, wds.filters.detshuffle(shardshuffle, seed=seed), tar_samples)
+    return wds.DataPipeline(wds.SimpleShardList(urls), *splits, wds.filters.detshuffle(shardshuffle, seed=seed),
+                            tar_samples)
 
 def report_cut(cut:dict, # a `__cut__` record from `tar_samples`
                skips:SkipCounter|None=None, # counter to add a 'truncated shard' to
@@ -368,7 +380,7 @@ class CrossViewDataset(IterableDataset):
                  ground_tf=None, # transform for ground PIL images (CLIP's preprocess)
                  shuffle:int=0, # sample shuffle buffer; >0 also shuffles shard order; 0 keeps file order
                  seed:int=0, # seed for shuffling and augmentation
-                 strict:bool|None=None, # raise on the first bad sample or cut-short shard instead of skipping it (None: `strict_reading`'s)
+                 strict:bool|None=None, # raise on the first bad sample or cut-short shard (None: `strict_reading`'s)
                  with_ground:bool=True, # require `groundlevel.jpg` (False for region tiles)
                  decode_ground:bool=True, # decode the ground image (False when a ground-embedding cache is used)
                  with_date:bool=True, # require and parse `date_taken`
@@ -383,8 +395,8 @@ class CrossViewDataset(IterableDataset):
         self.urls = resolve_shards(shards)
         self.overhead_tf, self.ground_tf, self.shuffle, self.seed = overhead_tf, ground_tf, int(shuffle), seed
         self.strict = _STRICT.get() if strict is None else strict
-        self.opts = dict(with_ground=with_ground, decode_ground=decode_ground, with_date=with_date, with_overhead=with_overhead,
-                         with_caption=with_caption, with_meta=with_meta)
+        self.opts = dict(with_ground=with_ground, decode_ground=decode_ground, with_date=with_date,
+                         with_overhead=with_overhead, with_caption=with_caption, with_meta=with_meta)
         self.keys = None if keys is None else set(keys)
         self.rank, self.world_size, self.keep = rank, world_size, keep
         self.skips, self.epoch, self.managed, self.last_report = SkipCounter(), 0, False, None
@@ -395,13 +407,15 @@ class CrossViewDataset(IterableDataset):
         return tuple(wds.utils.pytorch_worker_info()[:2])
 
     def shard_order(self) -> list[str]:
-        "Return this pass's shard order: file order, or with `shuffle` a permutation of (seed, epoch) that every rank computes alike."
+        ("Return this pass's shard order: file order, or with `shuffle` a permutation of (seed, epoch) that "
+         "every rank computes alike.")
         if not self.shuffle: return list(self.urls)
         perm = np.random.default_rng(_mix(self.seed, self.epoch, "shards")).permutation(len(self.urls))
         return [self.urls[i] for i in perm]
 
     def shards_of(self, rank:int, world:int, worker:int=0, workers:int=1) -> list[str]:
-        "Return the shards that `rank` of `world` (and its loader `worker` of `workers`) reads this pass: disjoint shares."
+        ("Return the shards that `rank` of `world` (and its loader `worker` of `workers`) reads "
+         "this pass: disjoint shares.")
         if world > len(self.urls): raise Sat2CapError(f"{len(self.urls)} shards cannot be split over {world} ranks")
         return self.shard_order()[rank::world][worker::workers]
 
@@ -414,12 +428,16 @@ class CrossViewDataset(IterableDataset):
             if self.keys is not None and raw["__key__"] not in self.keys: continue
             self.skips.saw()
             try:
-                s = decode_sample(raw, self.overhead_tf, self.ground_tf, seed=_mix(self.seed, self.epoch, raw["__key__"]), **self.opts)
-                if self.keep is not None and s["key"] not in self.keep:   # e.g. the ground cache could not decode its photo
-                    raise BadSample("corrupt groundlevel.jpg", "not in the ground-embedding cache", f"sample {s['key']!r} in shard {s['url']}")
+                s = decode_sample(raw, self.overhead_tf, self.ground_tf,
+                                  seed=_mix(self.seed, self.epoch, raw["__key__"]), **self.opts)
+                # e.g. the ground cache could not decode its photo
+                if self.keep is not None and s["key"] not in self.keep:
+                    raise BadSample("corrupt groundlevel.jpg", "not in the ground-embedding cache",
+                                    f"sample {s['key']!r} in shard {s['url']}")
             except BadSample as e:
                 if self.strict: raise
-                self.skips.skip(e.reason); continue
+                self.skips.skip(e.reason)
+                continue
             yield s
 
     def _pipeline(self):
@@ -429,7 +447,8 @@ class CrossViewDataset(IterableDataset):
         rank, world = self.node()
         urls = self.shards_of(rank, world, worker, workers)
         if not urls: return iter(())
-        pipe = shard_pipeline(urls, workersplitter=None)      # the shares are split above, in an order every rank computes alike
+        # the shares are split above, in an order every rank computes alike
+        pipe = shard_pipeline(urls, workersplitter=None)
         pipe = pipe.compose(self._samples)
         seed = _mix(self.seed, self.epoch, rank, worker)
         return pipe.compose(wds.filters.shuffle(self.shuffle, seed=seed)) if self.shuffle else pipe
@@ -464,14 +483,15 @@ def split_shards(data, # dataset folder with one sub-folder of `.tar` shards per
     if not shards: raise Sat2CapError(f"no shards (*.tar) in {d}")
     return shards
 
-def read_samples(shards, # folder, glob, brace notation, path or list (see `resolve_shards`), or a dataset folder with `split`
+def read_samples(shards, # folder, glob, braces, path or list (see `resolve_shards`), or a dataset folder with `split`
                  split:str|None=None, # read this split of dataset folder `shards` (see `split_shards`)
                  limit:int|None=None, # stop after this many samples
                  strict:bool|None=None, # raise on a bad sample or cut-short shard (None: `strict_reading`'s default)
                  keys=None, # read only the samples with these keys
-                 **opts, # `decode_sample` options: with_ground, decode_ground, with_date, with_overhead, with_caption, with_meta
+                 **opts, # `decode_sample` options: with_ground, decode_ground, with_date/overhead/caption/meta
                 ):
-    "Yield sample dicts in file order through the one shard reader, skipping (and counting) bad samples; log the skip report."
+    ("Yield sample dicts in file order through the one shard reader, skipping (and counting) bad "
+     "samples; log the skip report.")
     ds = CrossViewDataset(split_shards(shards, split) if split else shards, strict=strict, keys=keys, **opts)
     yield from islice(ds, limit)
     if ds.last_report is None: ds.end_pass()                  # stopped at `limit`: report what was read
@@ -495,7 +515,9 @@ def plot(sample:dict, # a sample from `CrossViewDataset`
     views = [("overhead", overhead_stats or {})] + ([("ground", ground_stats or {})] if "ground" in sample else [])
     fig, axs = plt.subplots(1, len(views), figsize=(3.2 * len(views), 3.8), squeeze=False)
     for ax, (k, st) in zip(axs[0], views):
-        ax.imshow(_to_hwc(sample[k], st.get("mean"), st.get("std"))); ax.set_title(k); ax.axis("off")
+        ax.imshow(_to_hwc(sample[k], st.get("mean"), st.get("std")))
+        ax.set_title(k)
+        ax.axis("off")
     when = f"  {sample['datetime']}" if "datetime" in sample else ""
     fig.suptitle(f"{sample['key']}  ({sample['lat']:.3f}, {sample['lon']:.3f}){when}", fontsize=9)
     if sample.get("caption"): fig.text(0.5, 0.02, textwrap.fill(sample["caption"], 60), ha="center", fontsize=9)
@@ -511,7 +533,8 @@ def overhead_train_transform(size:int, # output side in pixels
                              magnitude:int=9, # RandAugment magnitude
                             ) -> v2.Compose:
     "Return the overhead training transform: random resized crop, RandAugment, normalization."
-    return v2.Compose([v2.RandomResizedCrop(size, scale=scale, antialias=True),   # on the PIL image: ~1.7x faster than on tensors
+    # RandomResizedCrop on the PIL image: ~1.7x faster than on tensors
+    return v2.Compose([v2.RandomResizedCrop(size, scale=scale, antialias=True),
                        v2.RandAugment(num_ops=num_ops, magnitude=magnitude),
                        v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(mean), list(std))])
 
@@ -577,7 +600,8 @@ class CrossViewLoader:
     epoch = property(lambda self: self.dataset.epoch)
     @property
     def decoded(self) -> int:
-        "Samples this loader's processes have read so far, over all passes (including batches prefetched but not yet used)."
+        ("Samples this loader's processes have read so far, over all passes (including batches "
+         "prefetched but not yet used).")
         return self.passed + self.dataset.skips.seen
     @property
     def skipped(self) -> int:
@@ -595,7 +619,9 @@ class CrossViewLoader:
             self.passed += self.dataset.skips.seen
             self.passed_skipped += self.dataset.skips.skipped
             if not self.repeat: return
-            if not batches: raise Sat2CapError(f"a whole pass over {len(self.dataset.urls)} shards gave no batch ({self.last_report})")
+            if not batches:
+                raise Sat2CapError(f"a whole pass over {len(self.dataset.urls)} shards gave no "
+                                   f"batch ({self.last_report})")
 
 # %% ../nbs/01_data.ipynb #0a21db91
 def make_loader(shards, # folder, glob, brace notation, path or list
@@ -615,8 +641,9 @@ def make_loader(shards, # folder, glob, brace notation, path or list
     buf = 1000 if shuffle is True else int(shuffle)
     ds = CrossViewDataset(shards, overhead_tf, ground_tf, shuffle=buf, seed=seed, **ds_kwargs)
     workers = dict(prefetch_factor=prefetch) if num_workers else {}
+    # the seeded generator leaves the global RNG alone
     return CrossViewLoader(ds, repeat=repeat, batch_size=batch_size, num_workers=num_workers, drop_last=drop_last,
-                           pin_memory=pin_memory, generator=torch.Generator().manual_seed(seed), **workers)  # leaves the global RNG alone
+                           pin_memory=pin_memory, generator=torch.Generator().manual_seed(seed), **workers)
 
 # %% ../nbs/01_data.ipynb #bde81073
 def count_samples(url:str, # local `.tar` shard

@@ -31,7 +31,8 @@ def features(lat, # (B,) latitude in degrees
              hour, # (B,) hour of day in [0, 24] (fractional)
             ) -> torch.Tensor:
     "Return the (B, 9) sin/cos time-and-place features."
-    lat, lon, year, doy, hour = torch.broadcast_tensors(*[torch.as_tensor(v, dtype=torch.float32) for v in (lat, lon, year, doy, hour)])
+    lat, lon, year, doy, hour = torch.broadcast_tensors(*[torch.as_tensor(v, dtype=torch.float32)
+                                                          for v in (lat, lon, year, doy, hour)])
     angles = torch.stack([torch.deg2rad(lat), torch.deg2rad(lon),
                           2 * math.pi * (doy - 1) / days_in_year(year),
                           2 * math.pi * hour / 24], -1)           # (B, 4)
@@ -43,7 +44,9 @@ def when_meta(when:str, # "YYYY-MM-DD HH:MM" (seconds optional)
              ) -> dict:
     "Parse a date-time string into `year`, `doy` (day of year) and `hour` (fractional)."
     for fmt in ("%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M:%S.%f", "%Y-%m-%dT%H:%M"):
-        try: t = dt.datetime.strptime(when.strip(), fmt); break
+        try:
+            t = dt.datetime.strptime(when.strip(), fmt)
+            break
         except ValueError: continue
     else: raise Sat2CapError(f"cannot read date-time {when!r}: expected 'YYYY-MM-DD HH:MM'")
     return dict(year=t.year, doy=t.timetuple().tm_yday, hour=t.hour + t.minute / 60 + t.second / 3600)
@@ -56,7 +59,8 @@ class DynamicEncoder(nn.Module):
                 ):
         super().__init__()
         self.mlp = nn.Sequential(nn.Linear(N_FEATURES, hidden), nn.ReLU(), nn.Linear(hidden, dim))
-        nn.init.zeros_(self.mlp[-1].weight); nn.init.zeros_(self.mlp[-1].bias)
+        nn.init.zeros_(self.mlp[-1].weight)
+        nn.init.zeros_(self.mlp[-1].bias)
 
     def forward(self, lat, lon, year, doy, hour, drop_p:float=0.0) -> torch.Tensor:
         "Return the (B, D) offset; in training zero it for a random `drop_p` share of samples."
@@ -90,7 +94,8 @@ class Sat2Cap(nn.Module):
               use_meta:bool=True, drop_p:float=0.0) -> torch.Tensor:
         "Add the dynamic offset for the given metadata (unless `use_meta` is False) and L2-normalize."
         if use_meta:
-            if any(v is None for v in (lat, lon, year, doy, hour)): raise Sat2CapError("embed: use_meta=True needs lat, lon, year, doy and hour")
+            if any(v is None for v in (lat, lon, year, doy, hour)):
+                raise Sat2CapError("embed: use_meta=True needs lat, lon, year, doy and hour")
             image_emb = image_emb + self.dynamic(lat, lon, year, doy, hour, drop_p).to(image_emb.dtype)
         return F.normalize(image_emb.float(), dim=-1)
 

@@ -4,7 +4,7 @@
 
 # %% ../nbs/06_embed.ipynb #96fef21e
 from __future__ import annotations
-import io, json, contextlib, datetime as dt
+import io, json, contextlib, hashlib, datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
 import numpy as np, pandas as pd, torch
@@ -14,7 +14,7 @@ import pyarrow as pa, pyarrow.parquet as pq, pyarrow.dataset as pds
 from .data import read_samples
 from .encoders import TextEncoder
 from .dynamic import when_meta, features
-from .synthworld import frac_month
+from .world import frac_month
 import geopandas as gpd, shapely, rasterio
 from affine import Affine
 from PIL import Image
@@ -32,8 +32,10 @@ _IMG_EXT = (".jpg", ".jpeg", ".png", ".tif", ".tiff")
 def _tile(key, meta:dict, img, where) -> dict:
     "Build a tile dict from its metadata and image, naming `where` on bad metadata."
     try: lat, lon = float(meta["latitude"]), float(meta["longitude"])
-    except (KeyError, TypeError, ValueError): raise Sat2CapError(f"tile {key!r} in {where}: metadata needs numeric 'latitude' and 'longitude'")
-    if not (-90 <= lat <= 90 and -180 <= lon <= 180): raise Sat2CapError(f"tile {key!r} in {where}: lat/lon {lat}, {lon} out of range")
+    except (KeyError, TypeError, ValueError):
+        raise Sat2CapError(f"tile {key!r} in {where}: metadata needs numeric 'latitude' and 'longitude'")
+    if not (-90 <= lat <= 90 and -180 <= lon <= 180):
+        raise Sat2CapError(f"tile {key!r} in {where}: lat/lon {lat}, {lon} out of range")
     tid = meta.get("tile_id", meta.get("tile", meta.get("id", key)))
     return dict(key=key, tile_id=str(tid), lat=lat, lon=lon, overhead=img)
 
@@ -53,7 +55,7 @@ def tile_sources(src) -> tuple[str, list[Path]]:
 
 # %% ../nbs/06_embed.ipynb #21dcb454
 def read_tiles(src, # SynthWorld dataset dir (uses its `region/`), shard dir, .tar file or image folder
-               strict:bool|None=None, # shards: raise on a bad tile or cut-short shard instead of skipping it (None: `strict_reading`'s)
+               strict:bool|None=None, # shards: raise on a bad tile or cut-short shard (None: `strict_reading`'s)
               ):
     "Yield tile dicts (`key`, `tile_id`, `lat`, `lon`, `overhead` PIL image) from `src`."
     kind, files = tile_sources(src)
@@ -63,7 +65,8 @@ def read_tiles(src, # SynthWorld dataset dir (uses its `region/`), shard dir, .t
             if not side.exists(): raise Sat2CapError(f"image {str(f)!r} has no metadata file {side.name!r}")
             yield _tile(f.stem, json.loads(side.read_text()), Image.open(f).convert("RGB"), f.parent)
         return
-    for s in read_samples([str(f) for f in files], strict=strict, with_ground=False, with_date=False):   # the one shard reader
+    # the one shard reader
+    for s in read_samples([str(f) for f in files], strict=strict, with_ground=False, with_date=False):
         yield _tile(s["key"], s["meta"], s["overhead"], s["url"])
 
 # %% ../nbs/06_embed.ipynb #2db4e273
@@ -153,12 +156,15 @@ def write_mosaic(images, # N overhead PIL images (or HxWx3 uint8 arrays)
     "Write the tiles as one RGBA GeoTIFF mosaic in EPSG:4326 and return its path."
     lat, lon = np.asarray(lat, dtype=float), np.asarray(lon, dtype=float)
     dlat, dlon = size if size is not None else (grid_step(lat), grid_step(lon))
-    if dlat <= 0 or dlon <= 0: raise Sat2CapError("a mosaic needs tiles on a grid (at least two distinct latitudes and longitudes)")
-    rows = np.round((lat.max() - lat) / dlat).astype(int); cols = np.round((lon - lon.min()) / dlon).astype(int)
+    if dlat <= 0 or dlon <= 0:
+        raise Sat2CapError("a mosaic needs tiles on a grid (at least two distinct latitudes and longitudes)")
+    rows = np.round((lat.max() - lat) / dlat).astype(int)
+    cols = np.round((lon - lon.min()) / dlon).astype(int)
     img = np.zeros((4, (rows.max() + 1) * px, (cols.max() + 1) * px), np.uint8)  # (4, H, W) RGBA
     for im, r, c in zip(images, rows, cols):
         a = np.asarray(Image.fromarray(np.asarray(im)).convert("RGB").resize((px, px), Image.BILINEAR))  # (px, px, 3)
-        img[:3, r*px:(r+1)*px, c*px:(c+1)*px] = a.transpose(2, 0, 1); img[3, r*px:(r+1)*px, c*px:(c+1)*px] = 255
+        img[:3, r*px:(r+1)*px, c*px:(c+1)*px] = a.transpose(2, 0, 1)
+        img[3, r*px:(r+1)*px, c*px:(c+1)*px] = 255
     tr = Affine(dlon / px, 0, lon.min() - dlon / 2, 0, -dlat / px, lat.max() + dlat / 2)  # north-up, origin top-left
     with atomic_path(path) as tmp:
         with rasterio.open(tmp, "w", driver="GTiff", height=img.shape[1], width=img.shape[2], count=4, dtype="uint8",
@@ -224,13 +230,15 @@ def text_embedding(run, # loaded run: `.clip` is its ClipBundle
                    prompt:str, # the text query
                   ) -> torch.Tensor:
     "Return the (D,) normalized CLIP text embedding of `prompt`."
-    if not isinstance(prompt, str) or not prompt.strip(): raise Sat2CapError("the prompt is empty: give a text query such as 'people riding horses'")
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise Sat2CapError("the prompt is empty: give a text query such as 'people riding horses'")
     return TextEncoder(run.clip).encode([prompt.strip()])[0].float().cpu()  # (D,)
 
 # %% ../nbs/06_embed.ipynb #c4d1a001
 def month_hour(when, # a datetime or any form `parse_when` reads
               ) -> tuple[float, float]:
-    "Return the fractional month (SynthWorld's `frac_month`) and the fractional hour of `when`: the clock SynthWorld's truth takes."
+    ("Return the fractional month (SynthWorld's `frac_month`) and the fractional hour of `when`: the clock "
+     "SynthWorld's truth takes.")
     m = parse_when(when)
     if m is None: raise Sat2CapError("a date-time is needed: 'YYYY-MM-DD HH:MM'")
     d = dt.date(m["year"], 1, 1) + dt.timedelta(days=m["doy"] - 1)
@@ -246,7 +254,8 @@ def as_region(x, # a Region, a region .parquet path, a GeoDataFrame with emb_* c
     if isinstance(x, pd.DataFrame):
         ecols = sorted((c for c in x.columns if str(c).startswith(EMB)), key=lambda c: int(c[len(EMB):]))
         return Region(x.drop(columns=ecols), x[ecols].to_numpy(np.float32))
-    raise Sat2CapError(f"cannot use a {type(x).__name__} as a region: pass a Region, a .parquet path, a GeoDataFrame or (lat, lon, emb)")
+    raise Sat2CapError(f"cannot use a {type(x).__name__} as a region: pass a Region, a .parquet path, a "
+                       "GeoDataFrame or (lat, lon, emb)")
 
 @torch.inference_mode()
 def tile_embeddings(region, # anything `as_region` takes
@@ -261,8 +270,11 @@ def tile_embeddings(region, # anything `as_region` takes
     lat, lon = torch.from_numpy(r.lat), torch.from_numpy(r.lon)
     for i in range(0, len(r), chunk):
         e = torch.from_numpy(r.emb[i:i + chunk]).to(dev)  # (n, D)
-        if m is None or not use_meta: yield i, run.model.embed(e, use_meta=False); continue
-        yield i, run.model.embed(e, lat[i:i + chunk].to(dev), lon[i:i + chunk].to(dev), float(m["year"]), float(m["doy"]), float(m["hour"]))
+        if m is None or not use_meta:
+            yield i, run.model.embed(e, use_meta=False)
+            continue
+        yield i, run.model.embed(e, lat[i:i + chunk].to(dev), lon[i:i + chunk].to(dev), float(m["year"]),
+                                 float(m["doy"]), float(m["hour"]))
 
 def direct_similarity(region, # anything `as_region` takes
                       run, # loaded run
@@ -272,8 +284,10 @@ def direct_similarity(region, # anything `as_region` takes
                       chunk:int=1 << 16, # tiles per vectorised step
                      ) -> np.ndarray:
     "Return the (N,) cosine similarities to `t` through `run.model.embed`, chunk by chunk."
-    r = as_region(region); out = np.empty(len(r), np.float32)
-    for i, z in tile_embeddings(r, run, when, use_meta, chunk): out[i:i + len(z)] = (z.float() @ t.to(z.device)).cpu().numpy()
+    r = as_region(region)
+    out = np.empty(len(r), np.float32)
+    for i, z in tile_embeddings(r, run, when, use_meta, chunk):
+        out[i:i + len(z)] = (z.float() @ t.to(z.device)).cpu().numpy()
     return out
 
 # %% ../nbs/06_embed.ipynb #97a03ece
@@ -293,9 +307,11 @@ def _time_shift(m:dict, dev) -> torch.Tensor|None:
     d = features(lat, lon, **T) - features(lat, lon, **{k: torch.tensor(v) for k, v in _T0.items()})  # (2, F)
     return d[0].to(dev) if torch.allclose(d[0], d[1], atol=1e-6) else None
 
-def _params_key(model) -> tuple:
-    "Identify the current weights of `model.dynamic` (changes when they are modified in place)."
-    return tuple((p.data_ptr(), p._version) for p in model.dynamic.parameters())
+def _params_key(model) -> str:
+    "Return a digest of the current weight values of `model.dynamic` (changes when they are modified)."
+    h = hashlib.blake2b(digest_size=16)
+    for p in model.dynamic.parameters(): h.update(p.detach().float().cpu().numpy().tobytes())
+    return h.hexdigest()
 
 # %% ../nbs/06_embed.ipynb #5313cef0
 @torch.inference_mode()
@@ -309,12 +325,14 @@ def fast_dynamic(region:Region, # tiles and embeddings (the cache is kept on it)
     key = _params_key(run.model)
     cache = getattr(region, "_fast", None)
     if cache is not None and cache["key"] == key: return cache
-    W1, b1, W2, b2 = parts; dev = W1.device
+    W1, b1, W2, b2 = parts
+    dev = W1.device
     lat, lon = torch.from_numpy(region.lat), torch.from_numpy(region.lon)
     N, H = len(region), W1.shape[0]
     A, P, q = torch.empty(N, H), torch.empty(N, H), torch.empty(N)
     for i in range(0, N, chunk):
-        s = slice(i, i + chunk); e = torch.from_numpy(region.emb[s]).to(dev)  # (n, D)
+        s = slice(i, i + chunk)
+        e = torch.from_numpy(region.emb[s]).to(dev)  # (n, D)
         f = features(lat[s], lon[s], **{k: torch.tensor(v) for k, v in _T0.items()}).to(dev)  # (n, F)
         A[s] = torch.addmm(b1, f, W1.T).cpu()                              # (n, H)
         P[s] = (2 * (e @ W2 + b2 @ W2)).cpu()                              # (n, H)
@@ -332,14 +350,19 @@ def fast_similarity(region:Region, # tiles and embeddings
     "Return the (N,) cosine similarities at `when` from the cached parts, or None when not applicable."
     m, cache = parse_when(when), fast_dynamic(region, run)
     if cache is None: return None
-    W1, b1, W2, b2 = [x.cpu() for x in _mlp_parts(run.model)]; t = t.float().cpu()
+    W1, b1, W2, b2 = [x.cpu() for x in _mlp_parts(run.model)]
+    t = t.float().cpu()
     c = W1 @ _time_shift(m, "cpu")                                 # (H,) time part of the first layer
     w, beta, G = W2.T @ t, float(b2 @ t), W2.T @ W2               # (H,), scalar, (H, H)
-    E = torch.from_numpy(region.emb); A, P, q = cache["A"], cache["P"], cache["q"]
-    out = torch.empty(len(region)); H = A.shape[1]
+    E = torch.from_numpy(region.emb)
+    A, P, q = cache["A"], cache["P"], cache["q"]
+    out = torch.empty(len(region))
+    H = A.shape[1]
     hb, xb = torch.empty(chunk, H), torch.empty(chunk, H)         # reused buffers: no allocation per chunk
     for i in range(0, len(region), chunk):
-        s = slice(i, i + chunk); n = len(A[s]); h, x = hb[:n], xb[:n]
+        s = slice(i, i + chunk)
+        n = len(A[s])
+        h, x = hb[:n], xb[:n]
         torch.add(A[s], c, out=h).relu_()                          # (n, H) hidden layer
         torch.addmm(P[s], h, G, out=x)                             # (n, H)
         den2 = torch.linalg.vecdot(h, x).add_(q[s])                # (n,) = |e + m|^2
@@ -402,7 +425,8 @@ def tile_table(tile_id, # (n,) tile ids
 def write_part(table:pa.Table, # from `tile_table`
                path, # destination part file
               ) -> Path:
-    "Write one region-dataset part atomically (a part that exists is complete); row groups of 64k rows bound readers' memory."
+    ("Write one region-dataset part atomically (a part that exists is complete); row groups of 64k "
+     "rows bound readers' memory.")
     with atomic_path(path) as tmp: pq.write_table(table, tmp, row_group_size=1 << 16)
     return Path(path)
 
@@ -430,12 +454,16 @@ def open_region(path, # region dataset folder (`embed-region`) or a region .parq
     p = Path(path)
     if not p.exists(): raise Sat2CapError(f"region {str(p)!r} does not exist")
     files = region_parts(p) if p.is_dir() else [p]
-    if not files: raise Sat2CapError(f"{str(p)!r} holds no region parts ({PART_PREFIX}*.parquet); write it with sat2cap embed-region")
+    if not files:
+        raise Sat2CapError(f"{str(p)!r} holds no region parts ({PART_PREFIX}*.parquet); write it "
+                           "with sat2cap embed-region")
     try: ds = pds.dataset([str(f) for f in files], format="parquet")
-    except (pa.ArrowInvalid, OSError) as e: raise Sat2CapError(f"{str(p)!r} is not a readable Parquet region: {e}") from None
+    except (pa.ArrowInvalid, OSError) as e:
+        raise Sat2CapError(f"{str(p)!r} is not a readable Parquet region: {e}") from None
     names = set(ds.schema.names)
     if not ({"lat", "lon"} <= names and ("embedding" in names or any(n.startswith(EMB) for n in names))):
-        raise Sat2CapError(f"{str(p)!r} is not a region file: it needs lat, lon and embedding (or emb_*) columns; write it with sat2cap embed-region")
+        raise Sat2CapError(f"{str(p)!r} is not a region file: it needs lat, lon and embedding (or emb_*) columns; "
+                           "write it with sat2cap embed-region")
     return ds
 
 def _emb_of(batch:pa.RecordBatch, ecols:list) -> np.ndarray:
@@ -455,10 +483,12 @@ def scan_region(path, # region dataset folder or region .parquet file
     "Yield (dict of column arrays, (n, D) float32 embeddings or None) batch by batch; never holds the whole region."
     ds = open_region(path)
     names = ds.schema.names
-    ecols = ["embedding"] if "embedding" in names else sorted((c for c in names if c.startswith(EMB)), key=lambda c: int(c[len(EMB):]))
+    ecols = (["embedding"] if "embedding" in names
+             else sorted((c for c in names if c.startswith(EMB)), key=lambda c: int(c[len(EMB):])))
     flt = None
     if bbox is not None:
-        flt = (pds.field("lon") >= bbox[0]) & (pds.field("lat") >= bbox[1]) & (pds.field("lon") <= bbox[2]) & (pds.field("lat") <= bbox[3])
+        flt = ((pds.field("lon") >= bbox[0]) & (pds.field("lat") >= bbox[1])
+               & (pds.field("lon") <= bbox[2]) & (pds.field("lat") <= bbox[3]))
     for b in ds.to_batches(columns=list(columns) + (ecols if embeddings else []), filter=flt, batch_size=batch_size,
                            batch_readahead=2, fragment_readahead=1):          # bounded read-ahead: bounded memory
         if b.num_rows == 0: continue
@@ -503,19 +533,23 @@ def _extent(path, bbox, max_px:int) -> tuple:
 @torch.inference_mode()
 def _scores(run, t:torch.Tensor, emb:np.ndarray, lat, lon, m:dict|None) -> np.ndarray:
     "Return the (n,) cosine similarities of one batch of stored embeddings to text embedding `t`."
-    if emb.shape[1] != len(t): raise Sat2CapError(f"the region's embeddings have {emb.shape[1]} dimensions but this run's CLIP has {len(t)}: embed the region with this run")
+    if emb.shape[1] != len(t):
+        raise Sat2CapError(f"the region's embeddings have {emb.shape[1]} dimensions but this run's CLIP has {len(t)}: "
+                           "embed the region with this run")
     if m is None:                                                                       # static: (e . t) / |e| in numpy
         return (emb @ t.numpy()) / np.sqrt(np.einsum("ij,ij->i", emb, emb)).clip(1e-12)
     dev = _device(run.model)
     e = torch.from_numpy(np.require(emb, requirements="W")).to(dev)                     # (n, D)
-    la, lo = torch.from_numpy(np.asarray(lat, np.float32)).to(dev), torch.from_numpy(np.asarray(lon, np.float32)).to(dev)
+    la, lo = (torch.from_numpy(np.asarray(lat, np.float32)).to(dev),
+              torch.from_numpy(np.asarray(lon, np.float32)).to(dev))
     z = run.model.embed(e, la, lo, float(m["year"]), float(m["doy"]), float(m["hour"]))   # (n, D) normalized
     return (z.float() @ t.to(dev)).cpu().numpy()
 
 def _merge_top(top:pd.DataFrame|None, cols:dict, s:np.ndarray, k:int) -> pd.DataFrame:
     "Return the k best rows of `top` and this batch."
     i = np.argpartition(-s, k - 1)[:k] if len(s) > k else np.arange(len(s))
-    b = pd.DataFrame({"tile_id": cols["tile_id"].take(pa.array(i)).to_pylist(), "lat": cols["lat"][i], "lon": cols["lon"][i], "score": s[i]})
+    b = pd.DataFrame({"tile_id": cols["tile_id"].take(pa.array(i)).to_pylist(), "lat": cols["lat"][i],
+                      "lon": cols["lon"][i], "score": s[i]})
     both = b if top is None else pd.concat([top, b], ignore_index=True)
     return both.sort_values("score", ascending=False, kind="stable").head(k).reset_index(drop=True)
 
@@ -565,6 +599,7 @@ def tiles_in_box(path, # region dataset folder or region .parquet file
         n += len(emb)
         if n > limit: raise Sat2CapError(f"the box {tuple(bbox)} holds more than {limit} tiles; choose a smaller one")
         parts.append(pd.DataFrame({"tile_id": cols["tile_id"], "lat": cols["lat"], "lon": cols["lon"],
-                                   "score": _scores(run, t, emb, cols["lat"], cols["lon"], m), "geometry": shapely.from_wkb(cols["geometry"])}))
+                                   "score": _scores(run, t, emb, cols["lat"], cols["lon"], m),
+                                   "geometry": shapely.from_wkb(cols["geometry"])}))
     if not parts: raise Sat2CapError(f"no tile of {str(path)!r} lies in the box {tuple(bbox) if bbox else ''}")
     return gpd.GeoDataFrame(pd.concat(parts, ignore_index=True), geometry="geometry", crs="EPSG:4326")

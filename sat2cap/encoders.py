@@ -16,7 +16,8 @@ import open_clip
 from safetensors import SafetensorError, safe_open
 from open_clip.pretrained import get_pretrained_cfg
 from fastcore.script import call_parse, store_true
-from .core import Sat2CapError, seed_everything, atomic_path, write_json, progress, check_positive, check_nonneg, check_choice, check_device, check_out_dir
+from .core import (Sat2CapError, seed_everything, atomic_path, write_json, progress, check_positive,
+    check_nonneg, check_choice, check_device, check_out_dir)
 from .data import read_samples, split_shards
 from safetensors.torch import save_file
 from open_clip.model import _build_vision_tower
@@ -63,7 +64,8 @@ _CKPT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin")
 def _torch_seed(seed:int):
     "Run the block with torch's CPU generator seeded, restoring the global state afterwards."
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed); yield
+        torch.manual_seed(seed)
+        yield
 
 @contextlib.contextmanager
 def _no_warnings():
@@ -78,7 +80,8 @@ def _create(name:str, spec:str, device, model_cfg:dict, **kwargs) -> ClipBundle:
     model, _, pre = open_clip.create_model_and_transforms(name, device=device, **kwargs)
     size = open_clip.get_model_preprocess_cfg(model)["size"]
     size = size[0] if isinstance(size, (tuple, list)) else size
-    return ClipBundle(model.eval(), pre, open_clip.get_tokenizer(name), model_cfg["embed_dim"], int(size), spec, model_cfg)
+    return ClipBundle(model.eval(), pre, open_clip.get_tokenizer(name), model_cfg["embed_dim"], int(size), spec,
+                      model_cfg)
 
 # %% ../nbs/02_encoders.ipynb #db88d3c1
 def _random_clip(arch:str, spec:str, device, seed:int) -> ClipBundle:
@@ -86,7 +89,8 @@ def _random_clip(arch:str, spec:str, device, seed:int) -> ClipBundle:
     with _torch_seed(seed), _no_warnings(): return _create(arch, spec, device, open_clip.get_model_config(arch))
 
 def _is_openai_jit(path) -> bool:
-    "Tell whether `path` is a TorchScript archive, the format of OpenAI's released CLIP checkpoints (trained with QuickGELU)."
+    ("Tell whether `path` is a TorchScript archive, the format of OpenAI's released CLIP checkpoints "
+     "(trained with QuickGELU).")
     try:
         with zipfile.ZipFile(path) as z: return any("/code/" in n for n in z.namelist())
     except (zipfile.BadZipFile, OSError): return False
@@ -95,9 +99,11 @@ def _pretrained_clip(arch:str, tag:str, spec:str, device) -> ClipBundle:
     "Build architecture `arch` with weights from pretrained tag or checkpoint file `tag` (QuickGELU for OpenAI files)."
     tags = open_clip.list_pretrained_tags_by_model(arch)
     if tag in tags: quick = bool(get_pretrained_cfg(arch, tag).get("quick_gelu", False))
-    elif Path(tag).is_file() and Path(tag).suffix in _CKPT_SUFFIXES: quick = arch.endswith("-quickgelu") or _is_openai_jit(tag)
+    elif Path(tag).is_file() and Path(tag).suffix in _CKPT_SUFFIXES:
+        quick = arch.endswith("-quickgelu") or _is_openai_jit(tag)
     else: raise Sat2CapError(f"CLIP spec {spec!r}: {tag!r} is neither a pretrained tag of {arch} "
-                             f"({', '.join(tags[:6]) or 'none'}{', ...' if len(tags) > 6 else ''}) nor a checkpoint file ({', '.join(_CKPT_SUFFIXES)})")
+                             f"({', '.join(tags[:6]) or 'none'}{', ...' if len(tags) > 6 else ''}) nor a checkpoint "
+                             f"file ({', '.join(_CKPT_SUFFIXES)})")
     cfg = open_clip.get_model_config(arch) | ({"quick_gelu": True} if quick else {})
     try: return _create(arch, spec, device, cfg, pretrained=tag, force_quick_gelu=quick)
     except (RuntimeError, OSError, ValueError, pickle.UnpicklingError) as e:
@@ -115,7 +121,8 @@ def _load_dir(d:Path, device) -> ClipBundle:
 def _unknown_spec(spec:str) -> Sat2CapError:
     "Explain why `spec` names no CLIP."
     p = Path(spec)
-    if p.is_file(): return Sat2CapError(f"checkpoint {spec} needs its architecture: pass ARCH:{spec} (e.g. ViT-B-32:{spec})")
+    if p.is_file():
+        return Sat2CapError(f"checkpoint {spec} needs its architecture: pass ARCH:{spec} (e.g. ViT-B-32:{spec})")
     if p.suffix in _CKPT_SUFFIXES or "/" in spec: return Sat2CapError(f"CLIP spec {spec!r}: no such file or directory")
     return Sat2CapError(f"unknown CLIP model {spec!r}: use 'tiny', a folder written by save_clip, ARCH, ARCH:TAG "
                         f"or ARCH:CHECKPOINT with ARCH from open_clip.list_models() (e.g. ViT-B-32:openai)")
@@ -125,7 +132,8 @@ def load_clip(spec:str="tiny", # tiny | DIR | ARCH | ARCH:TAG | ARCH:CHECKPOINT 
               seed:int=0,      # seed for randomly initialised weights
              ) -> ClipBundle:
     "Load the CLIP described by `spec` (see the table above)."
-    spec = str(spec); register_tiny_clip()
+    spec = str(spec)
+    register_tiny_clip()
     if spec == "tiny": return _random_clip(TINY, spec, device, seed)
     if Path(spec).is_dir(): return _load_dir(Path(spec), device)
     if spec.startswith("hf-hub:"): return _create(spec, spec, device, open_clip.get_model_config(spec) or {})
@@ -138,11 +146,13 @@ def save_clip(bundle:ClipBundle, # the CLIP to save
               out,               # folder to write (created if needed)
              ) -> Path:
     "Save `bundle` as `open_clip_config.json` + `open_clip_model.safetensors` in `out`, atomically per file."
-    out = Path(out); out.mkdir(parents=True, exist_ok=True)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
     sd = {k: v.detach().cpu().contiguous() for k, v in bundle.model.state_dict().items()}
     with atomic_path(out/WEIGHTS_NAME) as tmp: save_file(sd, str(tmp))
     pre = open_clip.get_model_preprocess_cfg(bundle.model)
-    write_json({"model_cfg": bundle.model_cfg, "preprocess_cfg": pre, "sat2cap": {"spec": bundle.spec}}, out/CONFIG_NAME)
+    write_json({"model_cfg": bundle.model_cfg, "preprocess_cfg": pre, "sat2cap": {"spec": bundle.spec}},
+               out/CONFIG_NAME)
     return out
 
 # %% ../nbs/02_encoders.ipynb #f5f4a063
@@ -224,14 +234,22 @@ _HF_LAYER = {"layer_norm1": "ln_1", "layer_norm2": "ln_2", "mlp.fc1": "mlp.c_fc"
 
 def _hf_key(k:str, v, out:dict, qkv:dict) -> bool:
     "Put HF vision weight `k` into `out` (or `qkv` for attention inputs); return whether it was known."
-    if k == "visual_projection.weight": out["proj"] = v.T.contiguous(); return True
+    if k == "visual_projection.weight":
+        out["proj"] = v.T.contiguous()
+        return True
     k = k.removeprefix("vision_model.")
-    if k in _HF_TOP: out[_HF_TOP[k]] = v; return True
+    if k in _HF_TOP:
+        out[_HF_TOP[k]] = v
+        return True
     m = re.fullmatch(r"encoder\.layers\.(\d+)\.(.+)\.(weight|bias)", k)
     if m is None: return False
     i, mod, kind = m.groups()
-    if mod in ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"): qkv[(i, kind, mod[-6])] = v; return True
-    if mod in _HF_LAYER: out[f"transformer.resblocks.{i}.{_HF_LAYER[mod]}.{kind}"] = v; return True
+    if mod in ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"):
+        qkv[(i, kind, mod[-6])] = v
+        return True
+    if mod in _HF_LAYER:
+        out[f"transformer.resblocks.{i}.{_HF_LAYER[mod]}.{kind}"] = v
+        return True
     return False
 
 # %% ../nbs/02_encoders.ipynb #942d9773
@@ -252,7 +270,8 @@ def convert_hf_clip_vision(src, # transformers CLIP(Vision)Model(WithProjection)
 def hf_vision_config(config) -> dict:
     "Translate a transformers `CLIPVisionConfig` into open_clip `embed_dim`, `quick_gelu` and `vision_cfg`."
     if config.hidden_act not in ("quick_gelu", "gelu") or abs(config.layer_norm_eps - 1e-5) > 1e-12:
-        raise Sat2CapError(f"unsupported CLIP vision config: hidden_act={config.hidden_act}, eps={config.layer_norm_eps}")
+        raise Sat2CapError(f"unsupported CLIP vision config: hidden_act={config.hidden_act}, "
+                           f"eps={config.layer_norm_eps}")
     w = config.hidden_size
     return {"embed_dim": config.projection_dim, "quick_gelu": config.hidden_act == "quick_gelu",
             "vision_cfg": {"image_size": config.image_size, "patch_size": config.patch_size, "width": w,
@@ -273,18 +292,21 @@ def load_sat2cap_hf(repo_or_path:str="MVRL/Sat2Cap", # hub repository or local f
                    ) -> OverheadEncoder:
     "Load the released Sat2Cap overhead encoder (transformers `CLIPVisionModelWithProjection`) as an `OverheadEncoder`."
     try: from transformers import CLIPVisionModelWithProjection
-    except ImportError as e: raise Sat2CapError("loading Hugging Face weights needs transformers: pip install 'sat2cap[hf]'") from e
+    except ImportError as e:
+        raise Sat2CapError("loading Hugging Face weights needs transformers: pip install 'sat2cap[hf]'") from e
     try: hf, info = CLIPVisionModelWithProjection.from_pretrained(repo_or_path, output_loading_info=True, **kwargs)
-    except (OSError, ValueError) as e: raise Sat2CapError(f"could not load {repo_or_path!r} from the hub or disk: {e}") from e
+    except (OSError, ValueError) as e:
+        raise Sat2CapError(f"could not load {repo_or_path!r} from the hub or disk: {e}") from e
     if any(k.startswith("visual_projection") for k in info.get("missing_keys", [])):
-        raise Sat2CapError(f"{repo_or_path!r} has no visual_projection weights; it is not a CLIPVisionModelWithProjection checkpoint")
+        raise Sat2CapError(f"{repo_or_path!r} has no visual_projection weights; it is not a "
+                           "CLIPVisionModelWithProjection checkpoint")
     return OverheadEncoder(visual_from_hf(hf)).to(device)
 
 # %% ../nbs/02_encoders.ipynb #5519fbd6
 def read_pairs(shards, # shards (see `sat2cap.data.resolve_shards`) with groundlevel.jpg and caption.txt
                bundle:ClipBundle, # CLIP whose transform and tokenizer to apply
                limit:int|None=None, # read at most this many pairs
-               strict:bool|None=None, # raise on a bad pair or cut-short shard instead of skipping it (None: `strict_reading`'s)
+               strict:bool|None=None, # raise on a bad pair or cut-short shard (None: `strict_reading`'s)
               ) -> tuple:
     "Read (ground photo, caption) pairs into (N, 3, S, S) float16 images, (N, L) tokens and the captions."
     pairs = read_samples(shards, limit=limit, strict=strict, with_overhead=False, with_meta=False, with_caption=True)
@@ -292,7 +314,9 @@ def read_pairs(shards, # shards (see `sat2cap.data.resolve_shards`) with groundl
     for s in progress(pairs, desc="read pairs", total=limit, leave=False):
         ims.append(bundle.preprocess(s["ground"]).half())
         caps.append(s["caption"])
-    if not ims: raise Sat2CapError(f"no groundlevel.jpg + caption.txt pairs in {shards[0] if isinstance(shards, list) else shards} ...")
+    if not ims:
+        raise Sat2CapError("no groundlevel.jpg + caption.txt pairs in "
+                           f"{shards[0] if isinstance(shards, list) else shards} ...")
     return torch.stack(ims), bundle.tokenizer(caps), caps
 
 # %% ../nbs/02_encoders.ipynb #c3bb9486
@@ -338,16 +362,22 @@ def train_clip(model:nn.Module, images, tokens, # CLIP, (N, 3, S, S) photos, (N,
     "Train both CLIP towers contrastively on (photo, caption) pairs; return the loss per step."
     dev, loss_fn, losses = next(model.parameters()).device, open_clip.ClipLoss(), []
     opt = torch.optim.AdamW(_param_groups(model, weight_decay), lr=lr, betas=(0.9, 0.98), eps=1e-6)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, warmup)) * 0.5 * (1 + math.cos(math.pi * s / steps)))
-    batches, bar = _epoch_batches(len(images), batch_size, torch.Generator().manual_seed(seed)), progress(range(steps), desc="pretrain-clip")
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / max(1, warmup)) * 0.5 * (1 + math.cos(math.pi * s / steps)))
+    batches, bar = (_epoch_batches(len(images), batch_size, torch.Generator().manual_seed(seed)),
+                    progress(range(steps), desc="pretrain-clip"))
     model.train()
     for _ in bar:
         idx = next(batches)
         loss = loss_fn(model.encode_image(images[idx].to(dev).float(), normalize=True),
                        model.encode_text(tokens[idx].to(dev), normalize=True), model.logit_scale.exp())
-        opt.zero_grad(set_to_none=True); loss.backward(); opt.step(); sched.step()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
         with torch.no_grad(): model.logit_scale.clamp_(0, math.log(100))
-        losses.append(loss.item()); bar.set_postfix(loss=f"{losses[-1]:.3f}")
+        losses.append(loss.item())
+        bar.set_postfix(loss=f"{losses[-1]:.3f}")
     return losses
 
 # %% ../nbs/02_encoders.ipynb #0f96afcb
@@ -363,20 +393,25 @@ def pretrain_clip(data,                  # SynthWorld folder with train/ and val
                   eval_split:str="val",  # held-out split to evaluate on
                   warmup:int=50,         # linear warm-up steps
                   device:str|None=None,  # torch device; default cuda when available, else cpu
-                  strict:bool|None=None, # raise on a bad pair or cut-short shard instead of skipping it (None: `strict_reading`'s)
+                  strict:bool|None=None, # raise on a bad pair or cut-short shard (None: `strict_reading`'s)
                  ) -> dict:
     "Pretrain a CLIP on SynthWorld photo-caption pairs, save it to `out` and return held-out retrieval metrics."
     t0 = time.time()
-    config = dict(data=str(data), out=str(out), steps=steps, batch_size=batch_size, lr=lr, seed=seed, spec=spec, gallery=gallery,
-                  max_train=max_train, eval_split=eval_split, warmup=warmup, device=device, strict=strict)  # as given, before defaults
+    # as given, before defaults
+    config = dict(data=str(data), out=str(out), steps=steps, batch_size=batch_size, lr=lr, seed=seed, spec=spec,
+                  gallery=gallery, max_train=max_train, eval_split=eval_split, warmup=warmup, device=device,
+                  strict=strict)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    seed_everything(seed); bundle = load_clip(spec, device, seed)
+    seed_everything(seed)
+    bundle = load_clip(spec, device, seed)
     tr_im, tr_tok, _ = read_pairs(split_shards(data, "train"), bundle, max_train, strict)
     ev_im, ev_tok, _ = read_pairs(split_shards(data, eval_split), bundle, gallery, strict)
     at_init = retrieval_metrics(*embed_pairs(bundle.model, ev_im, ev_tok))
     losses = train_clip(bundle.model, tr_im, tr_tok, steps, batch_size, lr, warmup=warmup, seed=seed)
-    bundle.model.eval(); after = retrieval_metrics(*embed_pairs(bundle.model, ev_im, ev_tok))
-    save_clip(bundle, out); g = len(ev_im)
+    bundle.model.eval()
+    after = retrieval_metrics(*embed_pairs(bundle.model, ev_im, ev_tok))
+    save_clip(bundle, out)
+    g = len(ev_im)
     metrics = {"R@10": after["R@10"], "chance_R@10": min(10, g) / g, "gallery": g, "eval_split": eval_split,
                "caption_to_ground": after, "caption_to_ground_at_init": at_init, "train_pairs": len(tr_im),
                "loss_first": losses[0], "loss_last": float(sum(losses[-20:]) / len(losses[-20:])),
@@ -401,13 +436,16 @@ def pretrain_clip_cli(data:str,              # SynthWorld folder (from `sat2cap 
                      ):
     "Pretrain the embedded CLIP on SynthWorld ground photos and captions; print held-out retrieval as JSON."
     if out is None: raise Sat2CapError("--out DIR is required: the folder to write the pretrained CLIP into")
-    for k, v in (("--steps", steps), ("--batch-size", batch_size), ("--lr", lr), ("--gallery", gallery), ("--max-train", max_train)): check_positive(k, v)
+    for k, v in (("--steps", steps), ("--batch-size", batch_size), ("--lr", lr), ("--gallery", gallery),
+                 ("--max-train", max_train)):
+        check_positive(k, v)
     check_nonneg("--seed", seed)
     check_choice("--eval-split", eval_split, ("val", "test"))
     check_device(device)
     check_clip(clip)
     check_out_dir(out)
-    m = pretrain_clip(data, out, steps, batch_size, lr, seed, clip, gallery, max_train, eval_split, device=device, strict=strict)
+    m = pretrain_clip(data, out, steps, batch_size, lr, seed, clip, gallery, max_train, eval_split, device=device,
+                      strict=strict)
     print(json.dumps({k: v for k, v in m.items() if k != "config"}, indent=2))
     return m
 
@@ -418,9 +456,11 @@ def check_clip(spec:str, # a --clip value
     if spec in ("tiny", TINY) or Path(spec).is_dir() or spec.startswith("hf-hub:"): return spec
     arch, sep, tag = spec.partition(":")
     if arch not in open_clip.list_models():
-        raise Sat2CapError(f"--clip {spec!r}: unknown CLIP model {arch!r}; use tiny, a folder from pretrain-clip, ARCH, ARCH:TAG or ARCH:CHECKPOINT (e.g. ViT-B-32:openai)")
+        raise Sat2CapError(f"--clip {spec!r}: unknown CLIP model {arch!r}; use tiny, a folder from pretrain-clip, "
+                           "ARCH, ARCH:TAG or ARCH:CHECKPOINT (e.g. ViT-B-32:openai)")
     if not sep or tag in open_clip.list_pretrained_tags_by_model(arch): return spec
-    if not Path(tag).is_file(): raise Sat2CapError(f"--clip {spec!r}: {tag!r} is neither a pretrained tag of {arch} nor a checkpoint file")
+    if not Path(tag).is_file():
+        raise Sat2CapError(f"--clip {spec!r}: {tag!r} is neither a pretrained tag of {arch} nor a checkpoint file")
     _check_checkpoint_file(Path(tag), spec)
     return spec
 
@@ -429,6 +469,10 @@ def _check_checkpoint_file(f:Path, spec:str):
     if f.suffix == ".safetensors":
         try:
             with safe_open(str(f), "pt"): return
-        except (SafetensorError, OSError) as e: raise Sat2CapError(f"--clip {spec!r}: {f} is not a readable safetensors file ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from e
-    if not zipfile.is_zipfile(f): raise Sat2CapError(f"--clip {spec!r}: {f} is not a PyTorch checkpoint (torch.save zip archive) or .safetensors file")
+        except (SafetensorError, OSError) as e:
+            raise Sat2CapError(f"--clip {spec!r}: {f} is not a readable safetensors file "
+                               f"({str(e).splitlines()[0] if str(e) else type(e).__name__})") from e
+    if not zipfile.is_zipfile(f):
+        raise Sat2CapError(f"--clip {spec!r}: {f} is not a PyTorch checkpoint (torch.save zip "
+                           "archive) or .safetensors file")
 

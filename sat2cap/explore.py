@@ -85,7 +85,8 @@ class Explorer:
 
     def tiles(self, name:str) -> RegionTiles:
         "Return region `name`'s tiles (loaded, rendered or embedded on first use)."
-        if name not in self.regions: raise Sat2CapError(f"unknown region {name!r}: choose from {', '.join(self.regions)}")
+        if name not in self.regions:
+            raise Sat2CapError(f"unknown region {name!r}: choose from {', '.join(self.regions)}")
         if name not in self._tiles: self._tiles[name] = load_region_entry(self.run, self.regions[name], self.cache_dir)
         return self._tiles[name]
 
@@ -95,13 +96,15 @@ class Explorer:
         dev = next(self.run.model.parameters()).device
         e = torch.from_numpy(r.emb[i:i + 1]).to(dev)  # (1, D)
         if not use_meta: return self.run.model.embed(e, use_meta=False).cpu().numpy()
-        m = parse_when(when); t = lambda v: torch.tensor([float(v)], device=dev)
+        m = parse_when(when)
+        t = lambda v: torch.tensor([float(v)], device=dev)
         return self.run.model.embed(e, t(r.lat[i]), t(r.lon[i]), t(m["year"]), t(m["doy"]), t(m["hour"])).cpu().numpy()
 
     def _caption(self, emb) -> tuple[str, str]:
         "Return (caption, its source) for a (1, D) embedding."
         if self.captioner is not None: return self.captioner(emb)[0], "captioner"
-        if self.gallery is not None: return self.gallery.caption[topk(emb, self.gallery.emb, 1)[0][0, 0]], "nearest ground photo"
+        if self.gallery is not None:
+            return self.gallery.caption[topk(emb, self.gallery.emb, 1)[0][0, 0]], "nearest ground photo"
         return "", "no caption source"
 
     def query(self, prompt:str, # text query
@@ -115,25 +118,29 @@ class Explorer:
         sims = similarity_map(t.region, self.run, prompt, when if use_meta else None, use_meta=use_meta)  # (N,)
         top = np.argsort(-sims, kind="stable")[:self.k]
         cap, src = self._caption(self._tile_embedding(t.region, int(top[0]), when, use_meta))
-        return dict(prompt=prompt, when=when, region=region, use_meta=use_meta, sims=sims, top=top, caption=cap, caption_source=src)
+        return dict(prompt=prompt, when=when, region=region, use_meta=use_meta, sims=sims, top=top, caption=cap,
+                    caption_source=src)
 
     def figure(self, res:dict, # a result of `Explorer.query`
               ):
         "Draw a query result as the panel's figure: map, top-k tiles, caption; return the figure."
-        t = self.tiles(res["region"]); r = t.region
+        t = self.tiles(res["region"])
+        r = t.region
         fig = plt.figure(figsize=(12, 5.4))
-        gs = fig.add_gridspec(2, 4, width_ratios=[1.7, 1.7, 1, 1], left=0.06, right=0.98, top=0.86, bottom=0.16, wspace=0.25, hspace=0.35)
+        gs = fig.add_gridspec(2, 4, width_ratios=[1.7, 1.7, 1, 1], left=0.06, right=0.98, top=0.86, bottom=0.16,
+                              wspace=0.25, hspace=0.35)
         ax = fig.add_subplot(gs[:, :2])
         plot_map(r, res["sims"], ax=ax, basemap=self.basemap if (r.mosaic or self.basemap != "offline") else "none",
                  title=f"{res['region']}: {len(r)} tiles")
         ax.xaxis.set_major_locator(MaxNLocator(5))
         for n, i in enumerate(res["top"]):
-            ax.annotate(str(n + 1), (r.lon[i], r.lat[i]), color="white", fontsize=11, fontweight="bold", ha="center", va="center",
-                        path_effects=[pe.withStroke(linewidth=2.5, foreground="black")])
+            ax.annotate(str(n + 1), (r.lon[i], r.lat[i]), color="white", fontsize=11, fontweight="bold", ha="center",
+                        va="center", path_effects=[pe.withStroke(linewidth=2.5, foreground="black")])
         _draw_tiles([fig.add_subplot(gs[j // 2, 2 + j % 2]) for j in range(4)], t, res)
         meta = f"at {res['when']}" if res["use_meta"] else "(no date/time: dynamic encoder off)"
         fig.suptitle(f"{res['prompt']!r} {meta}", fontsize=12)
-        fig.text(0.5, 0.015, f"caption ({res['caption_source']}): {res['caption'] or '-'}", ha="center", fontsize=11, style="italic")
+        fig.text(0.5, 0.015, f"caption ({res['caption_source']}): {res['caption'] or '-'}", ha="center", fontsize=11,
+                 style="italic")
         return fig
 
 # %% ../nbs/10_explore.ipynb #ef390813
@@ -159,24 +166,32 @@ class ExplorerPanel:
                 ):
         import ipywidgets as W
         self.explorer, self.result, self.figure, self.error, self.updates = explorer, None, None, "", 0
-        self.prompt = W.Text(value=prompt, description="prompt", continuous_update=False, layout=W.Layout(width="420px"))
+        self.prompt = W.Text(value=prompt, description="prompt", continuous_update=False,
+                             layout=W.Layout(width="420px"))
         self.date = W.DatePicker(value=date, description="date")
         self.hour = W.IntSlider(value=hour, min=0, max=23, description="hour", continuous_update=False)
-        self.region = W.Dropdown(options=list(explorer.regions), value=region or next(iter(explorer.regions)), description="region")
+        self.region = W.Dropdown(options=list(explorer.regions), value=region or next(iter(explorer.regions)),
+                                 description="region")
         self.meta = W.Checkbox(value=True, description="dynamic encoder")
         self.status, self.out = W.HTML(), W.Output()
         for w in (self.prompt, self.date, self.hour, self.region, self.meta): w.observe(self.update, names="value")
-        self.widget = W.VBox([W.HBox([self.prompt, self.region]), W.HBox([self.date, self.hour, self.meta]), self.status, self.out])
+        self.widget = W.VBox([W.HBox([self.prompt, self.region]), W.HBox([self.date, self.hour, self.meta]),
+                              self.status, self.out])
         self.update()
 
     def update(self, change=None):
         "Re-run the query for the current control values and redraw the figure."
         from IPython.display import display
         self.updates += 1
-        try: res = self.explorer.query(self.prompt.value, self.date.value, self.hour.value, self.region.value, self.meta.value)
+        try:
+            res = self.explorer.query(self.prompt.value, self.date.value, self.hour.value, self.region.value,
+                                      self.meta.value)
         except Sat2CapError as e:
-            self.error = str(e); self.status.value = f"<span style='color:#b00'>{self.error}</span>"; return
-        self.error, self.status.value = "", f"best tile {res['sims'][res['top'][0]]:.3f}; caption: <i>{res['caption']}</i>"
+            self.error = str(e)
+            self.status.value = f"<span style='color:#b00'>{self.error}</span>"
+            return
+        self.error, self.status.value = "", (f"best tile {res['sims'][res['top'][0]]:.3f}; "
+                                             f"caption: <i>{res['caption']}</i>")
         self.result, self.figure = res, self.explorer.figure(res)
         self.out.clear_output(wait=True)
         with self.out: display(self.figure)

@@ -17,7 +17,8 @@ from torchvision.transforms import v2
 from safetensors.torch import save_model
 from fastcore.script import call_parse, store_true
 from .core import Sat2CapError, atomic_path, write_json, progress, chunks
-from .encoders import load_clip, save_clip, load_sat2cap_hf, hf_vision_config, SAT2CAP_OVERHEAD_MEAN, SAT2CAP_OVERHEAD_STD
+from .encoders import (load_clip, save_clip, load_sat2cap_hf, hf_vision_config, SAT2CAP_OVERHEAD_MEAN,
+    SAT2CAP_OVERHEAD_STD)
 from .dynamic import Sat2Cap
 from .runs import TrainConfig, Run, load_run
 from .embed import (encode_tiles, tile_table, write_part, part_name, part_meta, region_parts, INFO_NAME,
@@ -59,9 +60,14 @@ def _tiff_source(f:Path, root:Path) -> ImagerySource:
     try: ds = rasterio.open(f)
     except rasterio.errors.RasterioIOError as e: raise Sat2CapError(f"cannot read GeoTIFF {str(f)!r}: {e}") from None
     with ds:
-        if ds.crs is None: raise Sat2CapError(f"GeoTIFF {str(f)!r} has no CRS: georeference it first (e.g. gdal_translate -a_srs)")
-        if ds.count not in (1, 3, 4): raise Sat2CapError(f"GeoTIFF {str(f)!r} has {ds.count} bands: only 1 (grey), 3 (RGB) or 4 (RGBA) are supported")
-        if ds.dtypes[0] not in DTYPES: raise Sat2CapError(f"GeoTIFF {str(f)!r} holds {ds.dtypes[0]} samples: only 8- or 16-bit integers ({', '.join(DTYPES)}) are supported")
+        if ds.crs is None:
+            raise Sat2CapError(f"GeoTIFF {str(f)!r} has no CRS: georeference it first (e.g. gdal_translate -a_srs)")
+        if ds.count not in (1, 3, 4):
+            raise Sat2CapError(f"GeoTIFF {str(f)!r} has {ds.count} bands: only 1 (grey), 3 (RGB) "
+                               "or 4 (RGBA) are supported")
+        if ds.dtypes[0] not in DTYPES:
+            raise Sat2CapError(f"GeoTIFF {str(f)!r} holds {ds.dtypes[0]} samples: only 8- or 16-bit integers "
+                               f"({', '.join(DTYPES)}) are supported")
         name = str(f.relative_to(root)) if f != root else f.name
         return ImagerySource(f, name, ds.width, ds.height, ds.transform, ds.crs.to_string(), ds.count, ds.dtypes[0])
 
@@ -77,7 +83,8 @@ def _xyz_sources(root:Path) -> list:
     zs = sorted((int(d.name), d) for d in root.iterdir() if d.is_dir() and d.name.isdigit())
     if not zs: return []
     z, zd = zs[-1]
-    files = [(int(xd.name), f) for xd in zd.iterdir() if xd.is_dir() and xd.name.isdigit() for f in xd.iterdir() if f.suffix.lower() in _XYZ and f.stem.isdigit()]
+    files = [(int(xd.name), f) for xd in zd.iterdir() if xd.is_dir() and xd.name.isdigit() for f in xd.iterdir()
+             if f.suffix.lower() in _XYZ and f.stem.isdigit()]
     return [_xyz_source(f, z, x, int(f.stem)) for x, f in sorted(files, key=lambda p: (p[0], int(p[1].stem)))]
 
 def scan_imagery(path, # a GeoTIFF, a folder of GeoTIFFs or an XYZ tile folder
@@ -90,7 +97,8 @@ def scan_imagery(path, # a GeoTIFF, a folder of GeoTIFFs or an XYZ tile folder
         return [_tiff_source(p, p)]
     tifs = sorted(f for f in p.rglob("*") if f.suffix.lower() in _TIF and not f.name.startswith("."))
     srcs = [_tiff_source(f, p) for f in tifs] or _xyz_sources(p)
-    if not srcs: raise Sat2CapError(f"no imagery in {str(p)!r}: expected GeoTIFFs (.tif) or XYZ tiles {{z}}/{{x}}/{{y}}.png|jpg")
+    if not srcs:
+        raise Sat2CapError(f"no imagery in {str(p)!r}: expected GeoTIFFs (.tif) or XYZ tiles {{z}}/{{x}}/{{y}}.png|jpg")
     return srcs
 
 # %% ../nbs/13_imagery.ipynb #b13a0009
@@ -101,8 +109,10 @@ class TileGrid:
                  stride:int|None=None, # step between tiles (None: tile_px, no overlap)
                 ):
         stride = tile_px if stride is None else stride
-        if not (isinstance(tile_px, int) and tile_px > 0): raise Sat2CapError(f"--tile-px must be a positive number of pixels, got {tile_px!r}")
-        if not (isinstance(stride, int) and stride > 0): raise Sat2CapError(f"--stride must be a positive number of pixels, got {stride!r}")
+        if not (isinstance(tile_px, int) and tile_px > 0):
+            raise Sat2CapError(f"--tile-px must be a positive number of pixels, got {tile_px!r}")
+        if not (isinstance(stride, int) and stride > 0):
+            raise Sat2CapError(f"--stride must be a positive number of pixels, got {stride!r}")
         self.sources, self.tile_px, self.stride = sources, tile_px, stride
         self.cols = np.array([max(0, (s.width - tile_px) // stride + 1) for s in sources])
         rows = np.array([max(0, (s.height - tile_px) // stride + 1) for s in sources])
@@ -138,7 +148,8 @@ def read_window(src:ImagerySource, # the image
         return a, a[3] > 0
     w = Window(*win)
     a = handle.read(window=w, out_shape=(src.bands, *out_shape) if out_shape else None)  # (B, h, w)
-    if all(f == [MaskFlags.all_valid] for f in handle.mask_flag_enums): valid = np.ones(a.shape[1:], bool)  # no nodata, no mask
+    if all(f == [MaskFlags.all_valid] for f in handle.mask_flag_enums):
+        valid = np.ones(a.shape[1:], bool)  # no nodata, no mask
     else: valid = handle.dataset_mask(window=w, out_shape=out_shape) > 0       # (h, w)
     if src.bands == 4: valid &= a[3] > 0
     return a, valid
@@ -160,7 +171,8 @@ def to_rgb8(a:np.ndarray, # (bands, h, w) samples
     "Return (h, w, 3) uint8 RGB of 1, 3 or 4 bands (alpha dropped)."
     rgb = a[:3] if len(a) >= 3 else np.repeat(a[:1], 3, 0)                     # (3, h, w)
     if rgb.dtype != np.uint8:
-        x = (rgb.astype(np.float32) - np.asarray(lo, np.float32)[:, None, None]) / (np.asarray(hi, np.float32) - np.asarray(lo, np.float32))[:, None, None]
+        x = ((rgb.astype(np.float32) - np.asarray(lo, np.float32)[:, None, None])
+             / (np.asarray(hi, np.float32) - np.asarray(lo, np.float32))[:, None, None])
         rgb = (np.clip(x, 0, 1) * 255 + 0.5).astype(np.uint8)
     return np.ascontiguousarray(rgb.transpose(1, 2, 0))
 
@@ -227,10 +239,11 @@ def write_preview(sources:list, # `ImagerySource`s
             shape = (max(1, s.height // f), max(1, s.width // f))
             h = handles(s)
             a, valid = read_window(s, h, out_shape=shape)
-            rgba = np.concatenate([to_rgb8(a, *band_range(s, h, scale16)).transpose(2, 0, 1), (valid * 255).astype(np.uint8)[None]])
+            rgba = np.concatenate([to_rgb8(a, *band_range(s, h, scale16)).transpose(2, 0, 1),
+                                   (valid * 255).astype(np.uint8)[None]])
             tmp = np.zeros_like(out)
-            reproject(rgba, tmp, src_transform=s.transform @ Affine.scale(s.width / shape[1], s.height / shape[0]), src_crs=s.crs,
-                      dst_transform=dst_tr, dst_crs="EPSG:4326", resampling=Resampling.nearest)
+            reproject(rgba, tmp, src_transform=s.transform @ Affine.scale(s.width / shape[1], s.height / shape[0]),
+                      src_crs=s.crs, dst_transform=dst_tr, dst_crs="EPSG:4326", resampling=Resampling.nearest)
             out[:, tmp[3] > 0] = tmp[:, tmp[3] > 0]
     with atomic_path(path) as t:
         with rasterio.open(t, "w", driver="GTiff", height=H, width=W, count=4, dtype="uint8", crs="EPSG:4326",
@@ -253,8 +266,9 @@ def region_plan(run, grid:TileGrid, imagery, world:int, chunk:int, scale16:str) 
     b = np.array([s.lonlat_bounds() for s in grid.sources])
     cells = np.array([_cell_deg(s, grid.stride) for s in grid.sources])
     return dict(imagery=str(Path(imagery).resolve()), images=len(grid.sources), tiles=len(grid), tile_px=grid.tile_px,
-                stride=grid.stride, world_size=world, chunk=chunk, scale16=scale16, run=str(Path(run.path).resolve()) if run.path else "",
-                step=int(run.step), embed_dim=int(run.clip.embed_dim),
+                stride=grid.stride, world_size=world, chunk=chunk, scale16=scale16,
+                run=str(Path(run.path).resolve()) if run.path else "", step=int(run.step),
+                embed_dim=int(run.clip.embed_dim),
                 bounds=[float(b[:, 0].min()), float(b[:, 1].min()), float(b[:, 2].max()), float(b[:, 3].max())],
                 cell_deg=[float(cells[:, 0].min()), float(cells[:, 1].min())])
 
@@ -263,8 +277,11 @@ def _check_plan(out:Path, plan:dict):
     f = out / INFO_NAME
     if f.exists():
         old = json.loads(f.read_text())
-        diff = [k for k in ("imagery", "tiles", "tile_px", "stride", "world_size", "chunk", "scale16", "run", "step") if old.get(k) != plan[k]]
-        if diff: raise Sat2CapError(f"{str(out)!r} was started with other settings ({', '.join(f'{k}={old.get(k)!r}' for k in diff)}): use them again or a new --out")
+        diff = [k for k in ("imagery", "tiles", "tile_px", "stride", "world_size", "chunk", "scale16", "run", "step")
+                if old.get(k) != plan[k]]
+        if diff:
+            raise Sat2CapError(f"{str(out)!r} was started with other settings "
+                               f"({', '.join(f'{k}={old.get(k)!r}' for k in diff)}): use them again or a new --out")
     else: write_json(plan, f)
 
 STRIP_PIXELS = 1 << 26  # read a whole row of tiles at once when it has at most this many samples
@@ -274,7 +291,8 @@ def _tile_pixels(grid:TileGrid, k:int, rr:int, cc:int, handles, strip:dict) -> t
     src, px, st = grid.sources[k], grid.tile_px, grid.stride
     width = (int(grid.cols[k]) - 1) * st + px
     if width * px * src.bands > STRIP_PIXELS: return read_window(src, handles(src), (cc * st, rr * st, px, px))
-    if strip.get("key") != (k, rr): strip.update(key=(k, rr), data=read_window(src, handles(src), (0, rr * st, width, px)))
+    if strip.get("key") != (k, rr):
+        strip.update(key=(k, rr), data=read_window(src, handles(src), (0, rr * st, width, px)))
     a, valid = strip["data"]
     return a[:, :, cc * st:cc * st + px], valid[:, cc * st:cc * st + px]
 
@@ -308,19 +326,23 @@ def _embed_chunk(run, grid:TileGrid, idx:np.ndarray, handles, ranges:dict, batch
 @torch.inference_mode()
 def _encode(run, batch:list) -> np.ndarray:
     "Return the (B, D) image embeddings of [(j, (h, w, 3) uint8), ...] through the run's overhead transform."
-    if not isinstance(run.overhead_transform, v2.Compose): return encode_tiles(run, [Image.fromarray(rgb) for _, rgb in batch])
+    if not isinstance(run.overhead_transform, v2.Compose):
+        return encode_tiles(run, [Image.fromarray(rgb) for _, rgb in batch])
     x = torch.from_numpy(np.stack([rgb for _, rgb in batch])).permute(0, 3, 1, 2)   # (B, 3, h, w) uint8
     x = run.overhead_transform(x).to(next(run.model.parameters()).device)          # whole batch at once
     return run.model.encode_image(x).float().cpu().numpy()
 
 def _positive(v, name:str, what:str="a positive integer"):
     "Refuse `v` unless it is None or a positive integer."
-    if v is not None and not (isinstance(v, int) and not isinstance(v, bool) and v > 0): raise Sat2CapError(f"{name} must be {what}, got {v!r}")
+    if v is not None and not (isinstance(v, int) and not isinstance(v, bool) and v > 0):
+        raise Sat2CapError(f"{name} must be {what}, got {v!r}")
 
 def check_options(tile_px=None, stride=None, batch_size:int=64, chunk:int=4096, scale16:str="percentile"):
     "Validate embed-region's options before any work starts."
-    _positive(tile_px, "--tile-px", "a positive number of pixels"); _positive(stride, "--stride", "a positive number of pixels")
-    _positive(batch_size, "--batch-size"); _positive(chunk, "--chunk", "a positive number of tiles")
+    _positive(tile_px, "--tile-px", "a positive number of pixels")
+    _positive(stride, "--stride", "a positive number of pixels")
+    _positive(batch_size, "--batch-size")
+    _positive(chunk, "--chunk", "a positive number of tiles")
     if scale16 not in ("percentile", "max"): raise Sat2CapError(f"--scale16 {scale16!r} is not percentile or max")
 
 def embed_imagery(run, # loaded run (`load_run`)
@@ -342,18 +364,22 @@ def embed_imagery(run, # loaded run (`load_run`)
     if out.exists() and not out.is_dir(): raise Sat2CapError(f"--out {str(out)!r} is a file, not a folder")
     out.mkdir(parents=True, exist_ok=True)
     _check_plan(out, region_plan(run, grid, imagery, world, chunk, scale16))
-    if rank == 0 and not (out / "preview.tif").exists(): write_preview(grid.sources, out / "preview.tif", scale16=scale16)
+    if rank == 0 and not (out / "preview.tif").exists():
+        write_preview(grid.sources, out / "preview.tif", scale16=scale16)
     n, counts, ranges = grid.rank_tiles(rank, world), dict(parts_written=0, parts_reused=0), {}
     run.model.eval()
     with _Handles() as handles, progress(total=n, desc=f"embedding tiles (rank {rank}/{world})", unit="tile") as bar:
         for ci in range(math.ceil(n / chunk)):
             k, p = np.arange(ci * chunk, min((ci + 1) * chunk, n)), out / part_name(rank, ci)
             if p.exists(): counts["parts_reused"] += 1
-            else: write_part(_embed_chunk(run, grid, rank + world * k, handles, ranges, batch_size, scale16), p); counts["parts_written"] += 1
+            else:
+                write_part(_embed_chunk(run, grid, rank + world * k, handles, ranges, batch_size, scale16), p)
+                counts["parts_written"] += 1
             bar.update(len(k))
     metas = [part_meta(p) for p in region_parts(out) if p.name.startswith(part_name(rank, 0)[:11])]
     return dict(rank=rank, world=world, tiles=n, embedded=sum(m["embedded"] for m in metas),
-                skipped_nodata=sum(m["skipped"]["nodata"] for m in metas), skipped_blank=sum(m["skipped"]["blank"] for m in metas), **counts)
+                skipped_nodata=sum(m["skipped"]["nodata"] for m in metas),
+                skipped_blank=sum(m["skipped"]["blank"] for m in metas), **counts)
 
 # %% ../nbs/13_imagery.ipynb #b13a0021
 def _check_tower(hf_overhead, overhead, hf_cfg:dict, clip) -> None:
@@ -381,11 +407,15 @@ def import_hf(repo_or_dir:str, # Hub repository (e.g. MVRL/Sat2Cap) or local fol
     model = Sat2Cap.from_clip(bundle)
     _check_tower(hf, model.overhead, hf_vision_config(CLIPVisionConfig.from_pretrained(repo_or_dir, **kwargs)), bundle)
     model.overhead.load_state_dict(hf.state_dict())
-    cfg = TrainConfig(data="", out=str(out), clip=clip, steps=0, overhead_mean=list(overhead_mean), overhead_std=list(overhead_std))
-    ck = out / "checkpoints" / "step-000000"; ck.mkdir(parents=True)
-    save_clip(bundle, out / "clip"); cfg.save(out / "config.json")
+    cfg = TrainConfig(data="", out=str(out), clip=clip, steps=0, overhead_mean=list(overhead_mean),
+                      overhead_std=list(overhead_std))
+    ck = out / "checkpoints" / "step-000000"
+    ck.mkdir(parents=True)
+    save_clip(bundle, out / "clip")
+    cfg.save(out / "config.json")
     with atomic_path(ck / "model.safetensors") as tmp: save_model(model, str(tmp))
-    write_json({"step": 0, "epoch": 0, "fetched": 0, "world_size": 1, "config": asdict(cfg), "dynamic": False, "source": str(repo_or_dir)}, ck / "meta.json")
+    write_json({"step": 0, "epoch": 0, "fetched": 0, "world_size": 1, "config": asdict(cfg), "dynamic": False,
+                "source": str(repo_or_dir)}, ck / "meta.json")
     write_json({"step": 0}, ck / "COMPLETE")
     return out
 
@@ -393,11 +423,12 @@ def import_hf(repo_or_dir:str, # Hub repository (e.g. MVRL/Sat2Cap) or local fol
 def tiny_hf_encoder(path, # folder to save to
                     seed:int=0, # weight seed
                    ) -> Path:
-    "Save a randomly initialised `CLIPVisionModelWithProjection` shaped like the tiny CLIP's image tower (for offline tests)."
+    ("Save a randomly initialised `CLIPVisionModelWithProjection` shaped like the tiny CLIP's image "
+     "tower (for offline tests).")
     from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
     torch.manual_seed(seed)
-    cfg = CLIPVisionConfig(hidden_size=128, intermediate_size=512, num_hidden_layers=4, num_attention_heads=4, image_size=64,
-                           patch_size=16, projection_dim=128, hidden_act="gelu", layer_norm_eps=1e-5)
+    cfg = CLIPVisionConfig(hidden_size=128, intermediate_size=512, num_hidden_layers=4, num_attention_heads=4,
+                           image_size=64, patch_size=16, projection_dim=128, hidden_act="gelu", layer_norm_eps=1e-5)
     m = CLIPVisionModelWithProjection(cfg).eval()
     m.save_pretrained(path)
     return Path(path)
@@ -431,11 +462,14 @@ def embed_region_cli(run:str, # run folder (`sat2cap train` or `sat2cap import-h
     check_options(tile_px, stride, batch_size, chunk, scale16)
     if not Path(run).is_dir(): raise Sat2CapError(f"run folder {run!r} does not exist")
     scan_imagery(imagery)
-    if device.startswith("cuda") and not torch.cuda.is_available(): raise Sat2CapError(f"--device {device}: CUDA is not available")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise Sat2CapError(f"--device {device}: CUDA is not available")
     device = device or (f"cuda:{os.environ.get('LOCAL_RANK', 0)}" if torch.cuda.is_available() else "cpu")
     res = embed_imagery(load_run(run, device=device), imagery, out, tile_px, stride, batch_size, chunk, scale16)
-    print(f"rank {res['rank']}/{res['world']}: {res['embedded']} tiles embedded, {res['skipped_nodata']} skipped as nodata, "
-          f"{res['skipped_blank']} as blank; {res['parts_written']} parts written, {res['parts_reused']} reused -> {out}")
+    print(f"rank {res['rank']}/{res['world']}: {res['embedded']} tiles embedded, "
+          f"{res['skipped_nodata']} skipped as nodata, "
+          f"{res['skipped_blank']} as blank; {res['parts_written']} parts written, "
+          f"{res['parts_reused']} reused -> {out}")
     return res
 
 # %% ../nbs/13_imagery.ipynb #b13a0028
@@ -500,5 +534,6 @@ def load(spec:str, # run folder, or "hf:REPO_OR_DIR" for released Hugging Face w
         d = _hf_cache(spec[3:], clip)
         if not (d / "checkpoints").exists(): import_hf(spec[3:], d, clip)
         spec = str(d)
-    if not Path(spec).is_dir(): raise Sat2CapError(f"run folder {spec!r} does not exist (or write hf:REPO for Hugging Face weights)")
+    if not Path(spec).is_dir():
+        raise Sat2CapError(f"run folder {spec!r} does not exist (or write hf:REPO for Hugging Face weights)")
     return Model(load_run(spec, device=device))

@@ -55,7 +55,8 @@ class MemoryBankLoss(nn.Module):
 
     def logits(self, overhead, ground) -> torch.Tensor:
         "Return (B, 1 + n_filled) scaled logits: the positive pair first, then the queue."
-        with torch.autocast(overhead.device.type, enabled=False):   # fp32 even under bf16 autocast (scale 100 magnifies rounding)
+        # fp32 even under bf16 autocast (scale 100 magnifies rounding)
+        with torch.autocast(overhead.device.type, enabled=False):
             o = F.normalize(overhead.float(), dim=-1)                # (B, D)
             g = F.normalize(ground.float(), dim=-1)                  # (B, D)
             pos = (o * g).sum(-1, keepdim=True)                      # (B, 1)
@@ -76,7 +77,8 @@ class MemoryBankLoss(nn.Module):
         "Write normalized embeddings into the ring buffer, overwriting the oldest."
         g = F.normalize(ground.detach().float(), dim=-1)
         if gather: g = gather_all(g)
-        K = self.queue.shape[0]; g = g[-K:].to(self.queue.device)
+        K = self.queue.shape[0]
+        g = g[-K:].to(self.queue.device)
         idx = (self.ptr + torch.arange(len(g), device=g.device)) % K
         self.queue[idx] = g
         self.ptr.copy_((self.ptr + len(g)) % K)
@@ -95,7 +97,8 @@ def _tensor_digest(model:nn.Module) -> str:
     "Hash a model's parameters and buffers (names, shapes, bytes)."
     h = hashlib.sha256()
     for k, v in sorted(model.state_dict().items()):
-        h.update(k.encode()); h.update(str(tuple(v.shape)).encode())
+        h.update(k.encode())
+        h.update(str(tuple(v.shape)).encode())
         h.update(v.detach().float().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()
 
@@ -105,8 +108,10 @@ def cache_fingerprint(shards:list, # shard paths the cache covers
     "Return a hex digest that changes when the shards (name, size, mtime) or the ground model change."
     h = hashlib.sha256()
     for s in sorted(str(Path(p).resolve()) for p in shards):
-        st = os.stat(s); h.update(f"{s}|{st.st_size}|{st.st_mtime_ns}\n".encode())
-    h.update(str(clip.spec).encode()); h.update(repr(clip.preprocess).encode())
+        st = os.stat(s)
+        h.update(f"{s}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    h.update(str(clip.spec).encode())
+    h.update(repr(clip.preprocess).encode())
     h.update(_tensor_digest(clip.model.visual).encode())
     return h.hexdigest()
 
@@ -126,18 +131,22 @@ class GroundCache:
                  path=None, # folder the cache was opened from (workers reopen it instead of copying it)
                 ):
         self._emb = emb.numpy() if isinstance(emb, torch.Tensor) else emb
-        if rows is None:                                       # build the index (opening a saved cache reads none of it)
+        # build the index (opening a saved cache reads none of it)
+        if rows is None:
             ka = _key_array(keys)
             rows = np.argsort(ka, kind="stable")
             keys = ka[rows]
             dup = keys[1:][keys[1:] == keys[:-1]]
-            if len(dup): raise Sat2CapError(f"duplicate sample keys in the ground-embedding cache, e.g. {dup[0].decode()!r}")
+            if len(dup):
+                raise Sat2CapError(f"duplicate sample keys in the ground-embedding cache, e.g. {dup[0].decode()!r}")
         self._keys, self._rows, self.fingerprint, self.path = keys, rows, fingerprint, path
 
     def __len__(self): return len(self._keys)
-    def __repr__(self): return f"GroundCache(n={len(self)}, dim={self._emb.shape[1]}, fingerprint={self.fingerprint[:12]})"
+    def __repr__(self):
+        return f"GroundCache(n={len(self)}, dim={self._emb.shape[1]}, fingerprint={self.fingerprint[:12]})"
     def __reduce__(self):   # loader workers reopen the memory map instead of receiving a copy of the matrix
-        return (GroundCache.load, (self.path,)) if self.path else (GroundCache, (self._emb, self.keys, self.fingerprint))
+        return ((GroundCache.load, (self.path,)) if self.path
+                else (GroundCache, (self._emb, self.keys, self.fingerprint)))
 
     @property
     def emb(self) -> torch.Tensor:
@@ -146,14 +155,16 @@ class GroundCache:
     @property
     def keys(self) -> list:
         "The N keys in row order."
-        out = np.empty_like(self._keys); out[self._rows] = self._keys
+        out = np.empty_like(self._keys)
+        out[self._rows] = self._keys
         return [k.decode() for k in out]
 
     def find(self, keys:list) -> np.ndarray:
         "Return the row of each key, -1 where a key is not in the cache."
         b = [k.encode() for k in keys]
         if not len(self): return np.full(len(b), -1)
-        q = np.array(b, dtype=self._keys.dtype)                     # longer keys are cut here: the length check rejects them
+        # longer keys are cut here: the length check rejects them
+        q = np.array(b, dtype=self._keys.dtype)
         i = np.searchsorted(self._keys, q).clip(max=len(self) - 1)
         hit = (self._keys[i] == q) & (np.array([len(x) for x in b]) <= self._keys.dtype.itemsize)
         return np.where(hit, self._rows[i], -1)
@@ -163,13 +174,16 @@ class GroundCache:
         "Return the (B, D) float32 embeddings of `keys`; raise naming the first unknown key."
         r = self.find(keys)
         if (r < 0).any():
-            raise Sat2CapError(f"sample key {keys[int(np.argmax(r < 0))]!r} is not in the ground-embedding cache ({int((r < 0).sum())} missing)")
+            raise Sat2CapError(f"sample key {keys[int(np.argmax(r < 0))]!r} is not in the ground-embedding cache "
+                               f"({int((r < 0).sum())} missing)")
         return torch.from_numpy(np.asarray(self._emb[r], dtype=np.float32))   # (B, D)
 
     def save(self, path):
         "Write the cache as a folder: emb.npy (N, D) fp16, keys.npy (sorted), rows.npy, and meta.json written last."
-        path = Path(path); path.mkdir(parents=True, exist_ok=True)
-        for name, a in (("emb", np.asarray(self._emb, np.float16)), ("keys", self._keys), ("rows", self._rows.astype(np.int64))):
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        for name, a in (("emb", np.asarray(self._emb, np.float16)), ("keys", self._keys),
+                        ("rows", self._rows.astype(np.int64))):
             with atomic_path(path / f"{name}.npy") as tmp, open(tmp, "wb") as f: np.save(f, a)
         write_json(dict(n=len(self), dim=int(self._emb.shape[1]), fingerprint=self.fingerprint), path / "meta.json")
         return path
@@ -178,7 +192,8 @@ class GroundCache:
     def load(cls, path):
         "Memory-map a cache folder written by `save` or `merge_cache_parts` (no pickle involved)."
         path = Path(path)
-        if not (path / "meta.json").exists(): raise Sat2CapError(f"{path} is not a complete ground-embedding cache (no meta.json)")
+        if not (path / "meta.json").exists():
+            raise Sat2CapError(f"{path} is not a complete ground-embedding cache (no meta.json)")
         meta = json.loads((path / "meta.json").read_text())
         arr = {n: np.load(path / f"{n}.npy", mmap_mode="c", allow_pickle=False) for n in ("emb", "keys", "rows")}
         return cls(arr["emb"], arr["keys"], meta["fingerprint"], rows=arr["rows"], path=str(path))
@@ -191,7 +206,8 @@ def write_cache_part(parts, # folder of parts
                      shard:np.ndarray, # (n,) index of each row's shard in the full shard list
                     ) -> Path:
     "Write one rank's part of a cache (atomically; the keys file last marks it complete)."
-    parts = Path(parts); parts.mkdir(parents=True, exist_ok=True)
+    parts = Path(parts)
+    parts.mkdir(parents=True, exist_ok=True)
     stem = f"part-{rank:05d}-of-{world:05d}"
     arrays = (("emb", np.asarray(emb, np.float16)), ("shard", np.asarray(shard, np.int64)), ("keys", _key_array(keys)))
     for name, a in arrays:
@@ -212,7 +228,8 @@ def merge_cache_parts(parts, # folder of parts from `write_cache_part`
     embs = [np.load(f"{s}.emb.npy", mmap_mode="r") for s in stems]
     shard = np.concatenate([np.load(f"{s}.shard.npy") for s in stems])
     order = np.argsort(shard, kind="stable")                    # global row g of output row i: order[i]
-    dest_row = np.empty_like(order); dest_row[order] = np.arange(len(order))
+    dest_row = np.empty_like(order)
+    dest_row[order] = np.arange(len(order))
     keys = np.concatenate([np.load(f"{s}.keys.npy") for s in stems])    # numpy widens to the longest key
     dim = embs[0].shape[1] if embs else 0
     dest.mkdir(parents=True, exist_ok=True)
@@ -224,7 +241,8 @@ def merge_cache_parts(parts, # folder of parts from `write_cache_part`
                 j = min(i + chunk, len(e))
                 out[dest_row[start + i:start + j]] = e[i:j]
             start += len(e)
-        out.flush(); del out
+        out.flush()
+        del out
     cache = GroundCache(np.load(dest / "emb.npy", mmap_mode="r"), keys[order], fingerprint)
     for name, a in (("keys", cache._keys), ("rows", cache._rows.astype(np.int64))):
         with atomic_path(dest / f"{name}.npy") as tmp, open(tmp, "wb") as f: np.save(f, a)
@@ -237,7 +255,8 @@ def _local_rank() -> int: return int(os.environ.get("LOCAL_RANK", 0))
 def _rank0_says(flag:bool) -> bool:
     "Return rank 0's `flag` on every rank (itself outside torch.distributed)."
     if not (dist.is_available() and dist.is_initialized()): return flag
-    box = [flag]; dist.broadcast_object_list(box, src=0)
+    box = [flag]
+    dist.broadcast_object_list(box, src=0)
     return box[0]
 
 def _barrier():
@@ -252,14 +271,16 @@ def compute_ground_embeddings(shards:list, # shard paths (all of them: this rank
                               rank:int=0, world:int=1, # this process's share: shards rank, rank + world, ...
                               desc:str="ground embeddings", # progress-bar label
                              ) -> tuple:
-    "Embed the ground photos of this rank's shards with the frozen CLIP image tower; return (emb (n, D) fp16, keys, shard index)."
+    ("Embed the ground photos of this rank's shards with the frozen CLIP image tower; return (emb (n, D) "
+     "fp16, keys, shard index).")
     index = {u: i for i, u in enumerate(shards)}
     mine = shards[rank::world]                                 # a rank without shards writes an empty part
     enc = GroundEncoder(clip).to(device).eval()
-    dl = make_loader(mine, batch_size=batch_size, overhead_tf=None, ground_tf=clip.preprocess,
-                     shuffle=False, num_workers=min(num_workers, len(mine)), seed=0, rank=0, world_size=1) if mine else []
+    dl = make_loader(mine, batch_size=batch_size, overhead_tf=None, ground_tf=clip.preprocess, shuffle=False,
+                     num_workers=min(num_workers, len(mine)), seed=0, rank=0, world_size=1) if mine else []
     keys, embs, shard = [], [], []
-    bar = progress(dl, desc=f"{desc} (rank {rank}/{world})", unit="batch") if _local_rank() == 0 else dl   # one bar per node
+    # one bar per node
+    bar = progress(dl, desc=f"{desc} (rank {rank}/{world})", unit="batch") if _local_rank() == 0 else dl
     for b in bar:
         with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=device.startswith("cuda")):
             embs.append(enc(b["ground"].to(device)).float().cpu().numpy().astype(np.float16))   # (B, D)
@@ -275,11 +296,13 @@ def ground_cache(shards:list, # shard paths
                  rank:int=0, world:int=1, # this process among `world`: every rank embeds its own shards
                  **kwargs, # passed to `compute_ground_embeddings` (batch_size, num_workers, device)
                 ) -> GroundCache:
-    "Open the cache for (`shards`, `clip`) in `cache_dir`, building it if needed: ranks write parts in parallel, rank 0 merges."
+    ("Open the cache for (`shards`, `clip`) in `cache_dir`, building it if needed: ranks write parts "
+     "in parallel, rank 0 merges.")
     fp = cache_fingerprint(shards, clip)
     path = Path(cache_dir) / f"{name}-{fp[:16]}"
     if not _rank0_says((path / "meta.json").exists()):
-        emb, keys, shard = compute_ground_embeddings(shards, clip, rank=rank, world=world, desc=f"ground embeddings {name}", **kwargs)
+        emb, keys, shard = compute_ground_embeddings(shards, clip, rank=rank, world=world,
+                                                     desc=f"ground embeddings {name}", **kwargs)
         parts = Path(cache_dir) / f".{path.name}.parts"
         write_cache_part(parts, rank, world, emb, keys, shard)
         _barrier()
@@ -288,6 +311,7 @@ def ground_cache(shards:list, # shard paths
             if not len(c): raise Sat2CapError(f"no samples found in {len(shards)} shards ({shards[:1]} ...)")
             shutil.rmtree(parts, ignore_errors=True)
             for old in Path(cache_dir).glob(f"{name}-*"):
-                if old != path and (old.is_dir() or old.suffix == ".safetensors"): shutil.rmtree(old) if old.is_dir() else old.unlink()
+                if old != path and (old.is_dir() or old.suffix == ".safetensors"):
+                    shutil.rmtree(old) if old.is_dir() else old.unlink()
         _barrier()
     return GroundCache.load(path)

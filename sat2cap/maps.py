@@ -15,8 +15,10 @@ from .embed import StreamedMap, stream_similarity, tiles_in_box, format_when, op
 from .core import save_figure
 from .embed import tile_sources, read_tiles, month_hour
 from .runs import load_run
-from .synthworld import (SynthWorld, write_region, BBOX, ACTIVITIES, LANDCOVER, ACTIVITY_PHRASES, concept_truth, render_ground,
-                                prompt_concepts, caption_vocabulary, sun_hours, frac_month)
+from .world import SynthWorld, BBOX, ACTIVITIES, LANDCOVER, concept_truth, sun_hours, frac_month
+from .concepts import ACTIVITY_PHRASES, prompt_concepts, caption_vocabulary
+from .render import render_ground
+from .synthworld import write_region
 import hashlib
 from dataclasses import asdict
 import geopandas as gpd
@@ -39,7 +41,8 @@ def score_map(sim, # (N,) map values (any monotone score)
     if sim.shape != truth.shape: raise Sat2CapError(f"map has {sim.size} tiles but truth has {truth.size}")
     truth = truth.astype(bool)
     if truth.all() or not truth.any():
-        raise Sat2CapError(f"the truth is {'true' if truth.all() else 'false'} on all {truth.size} tiles, so no map can be scored (AUC undefined)")
+        raise Sat2CapError(f"the truth is {'true' if truth.all() else 'false'} on all {truth.size} tiles, so no map "
+                           "can be scored (AUC undefined)")
     return float(roc_auc_score(truth, sim))
 
 # %% ../nbs/09_maps.ipynb #6de016fd
@@ -69,7 +72,8 @@ YEAR = 2012  # year of the dates chosen for prompts without one (inside SynthWor
 def concepts_of(prompt:str, # text query
                ) -> list:
     "Return the SynthWorld concepts `(kind, name)` of `prompt`, or raise naming the known words."
-    if not isinstance(prompt, str) or not prompt.strip(): raise Sat2CapError("the prompt is empty: give a text query such as 'people riding horses'")
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise Sat2CapError("the prompt is empty: give a text query such as 'people riding horses'")
     c = prompt_concepts(prompt)
     if not c:
         known = sorted(set(caption_vocabulary()) | {p for p in ACTIVITY_PHRASES.values() if p})
@@ -103,7 +107,9 @@ def prompt_truth(world, # SynthWorld whose truth to use
     cover, out = world.landcover(lat, lon), np.ones(len(lat), bool)
     for c in concepts_of(prompt):
         v = concept_truth(world, c, lat, lon, month, hour, cover)  # (N,) in [0, 1]
-        if v.max() <= 1e-6: raise Sat2CapError(f"{c[0]} {c[1]!r} of prompt {prompt!r} is false on every tile at {when}; choose another --when")
+        if v.max() <= 1e-6:
+            raise Sat2CapError(f"{c[0]} {c[1]!r} of prompt {prompt!r} is false on every tile at "
+                               f"{when}; choose another --when")
         out &= v >= frac * v.max()
     return out
 
@@ -115,11 +121,13 @@ def score_prompt(region, # Region (or anything `as_region` takes) of SynthWorld 
                  when=None, # "YYYY-MM-DD HH:MM" or None (chosen from the prompt)
                 ) -> dict:
     "Return prompt, when, auc (dynamic encoder), no_meta_auc, tiles and positives for one prompt."
-    r = as_region(region); when = resolve_when(prompt, when)
+    r = as_region(region)
+    when = resolve_when(prompt, when)
     truth = prompt_truth(world, prompt, r.lat, r.lon, when)
     auc = score_map(similarity_map(r, run, prompt, when), truth)
     no_meta = score_map(similarity_map(r, run, prompt, when, use_meta=False), truth)
-    return dict(prompt=prompt, when=when, auc=round(auc, 4), no_meta_auc=round(no_meta, 4), tiles=len(r), positives=int(truth.sum()))
+    return dict(prompt=prompt, when=when, auc=round(auc, 4), no_meta_auc=round(no_meta, 4), tiles=len(r),
+                positives=int(truth.sum()))
 
 # %% ../nbs/09_maps.ipynb #para0cd1
 PARAPHRASES = [  # held-out everyday wordings (no caption contains one) and the date and time each is scored at
@@ -145,13 +153,15 @@ def paraphrase_scores(region, # Region (or anything `as_region` takes) of SynthW
                       world, # the SynthWorld the tiles come from
                       prompts=PARAPHRASES, # (prompt, "YYYY-MM-DD HH:MM") pairs
                      ) -> list:
-    "Score each held-out paraphrase at its date and time with `score_prompt`; AUCs are None where the truth is constant on the region."
+    ("Score each held-out paraphrase at its date and time with `score_prompt`; AUCs are None where the truth "
+     "is constant on the region.")
     rows = []
     for prompt, when in prompts:
         try: rows.append(score_prompt(region, run, world, prompt, when))
         except Sat2CapError as e:
             if "AUC undefined" not in str(e) and "false on every tile" not in str(e): raise
-            rows.append(dict(prompt=prompt, when=when, auc=None, no_meta_auc=None, tiles=len(as_region(region)), positives=None))
+            rows.append(dict(prompt=prompt, when=when, auc=None, no_meta_auc=None, tiles=len(as_region(region)),
+                             positives=None))
     return rows
 
 
@@ -162,7 +172,9 @@ def world_of(run, # loaded run
     "Return the SynthWorld the run was trained on (from its dataset's manifest), or raise."
     data = Path(str(getattr(run.config, "data", "") or "."))
     try: return SynthWorld.from_manifest(data)
-    except Sat2CapError: raise Sat2CapError(f"{what} needs the SynthWorld the run was trained on, but its data {str(data)!r} has no SynthWorld manifest; pass a GeoParquet region file from sat2cap.embed.embed_region instead")
+    except Sat2CapError:
+        raise Sat2CapError(f"{what} needs the SynthWorld the run was trained on, but its data {str(data)!r} has no "
+                           "SynthWorld manifest; pass a GeoParquet region file from sat2cap.embed.embed_region instead")
 
 def _key(*parts) -> str:
     "Return a short stable hash of `parts`."
@@ -170,7 +182,8 @@ def _key(*parts) -> str:
 
 def _run_id(run) -> tuple:
     "Identify a run's weights for cache keys: folder, step and the checkpoint's modification time."
-    p = getattr(run, "path", None); step = getattr(run, "step", 0)
+    p = getattr(run, "path", None)
+    step = getattr(run, "step", 0)
     ck = Path(p) / "checkpoints" / f"step-{step:06d}" if p else None
     return str(p), step, ck.stat().st_mtime if ck is not None and ck.exists() else None
 
@@ -197,7 +210,8 @@ def dataset_region(run, # loaded run
                   ) -> Region:
     "Embed (once, cached) the region grid of a SynthWorld dataset and return it."
     data = Path(data)
-    if not (data / "region").is_dir(): raise Sat2CapError(f"dataset {str(data)!r} has no region/ folder of tiles (write one with sat2cap synthworld)")
+    if not (data / "region").is_dir():
+        raise Sat2CapError(f"dataset {str(data)!r} has no region/ folder of tiles (write one with sat2cap synthworld)")
     tars = tile_sources(data)[1]
     cache = Path(cache_dir) if cache_dir else Path(getattr(run, "path", None) or ".") / "maps"
     key = _key(str(data.resolve()), [(t.name, t.stat().st_size, t.stat().st_mtime) for t in tars], _run_id(run))
@@ -215,10 +229,14 @@ def parse_region(spec:str, # "conus", "minlon,minlat,maxlon,maxlat" or a region 
         return "file", Path(s)
     try: b = tuple(float(v) for v in s.split(","))
     except ValueError: b = ()
-    if len(b) != 4: raise Sat2CapError(f"REGION {s!r} is not 'conus', a box 'minlon,minlat,maxlon,maxlat' or a .parquet region file")
-    if not (b[0] < b[2] and b[1] < b[3]): raise Sat2CapError(f"box {s!r} is empty: need minlon < maxlon and minlat < maxlat")
+    if len(b) != 4:
+        raise Sat2CapError(f"REGION {s!r} is not 'conus', a box 'minlon,minlat,maxlon,maxlat' "
+                           "or a .parquet region file")
+    if not (b[0] < b[2] and b[1] < b[3]):
+        raise Sat2CapError(f"box {s!r} is empty: need minlon < maxlon and minlat < maxlat")
     if not (BBOX[0] <= b[0] and BBOX[1] <= b[1] and b[2] <= BBOX[2] and b[3] <= BBOX[3]):
-        raise Sat2CapError(f"box {s!r} lies outside the world: SynthWorld covers lon {BBOX[0]}..{BBOX[2]}, lat {BBOX[1]}..{BBOX[3]}")
+        raise Sat2CapError(f"box {s!r} lies outside the world: SynthWorld covers lon {BBOX[0]}..{BBOX[2]}, "
+                           f"lat {BBOX[1]}..{BBOX[3]}")
     return "bbox", b
 
 # %% ../nbs/09_maps.ipynb #1980daba
@@ -236,7 +254,8 @@ def region_for(run, # loaded run
     world = world_of(run, f"REGION {spec!r}")
     step = step or (10 * FINE_STEP if kind == "conus" else FINE_STEP)
     if kind == "bbox" and (v[2] - v[0]) * (v[3] - v[1]) / step ** 2 > max_tiles:
-        raise Sat2CapError(f"box {spec!r} needs more than {max_tiles} tiles at step {step} degrees; choose a smaller box")
+        raise Sat2CapError(f"box {spec!r} needs more than {max_tiles} tiles at step {step} "
+                           "degrees; choose a smaller box")
     cache = Path(cache_dir) if cache_dir else Path(getattr(run, "path", None) or ".") / "maps"
     data = Path(str(run.config.data))
     if kind == "conus" and (data / "region").is_dir() and abs(world.config.region_step - step) < 1e-9:
@@ -259,7 +278,8 @@ def basemap_source(region:Region, # the mapped region
     if basemap == "online": return ctx.providers.query_name(provider)
     if basemap != "offline": raise Sat2CapError(f"basemap {basemap!r} is not one of offline, online, none")
     if region.mosaic is None or not Path(region.mosaic).exists():
-        raise Sat2CapError("this region has no tile mosaic for an offline basemap (embed it with mosaic_px > 0), use basemap='online' or 'none'")
+        raise Sat2CapError("this region has no tile mosaic for an offline basemap (embed it with mosaic_px > 0), use "
+                           "basemap='online' or 'none'")
     return str(region.mosaic)
 
 def add_basemap(ax, source, # from `basemap_source`
@@ -267,8 +287,10 @@ def add_basemap(ax, source, # from `basemap_source`
     "Draw `source` under the map on `ax` (EPSG:4326 axes)."
     import contextily as ctx
     if source is None: return ax
-    try: ctx.add_basemap(ax, source=source, crs="EPSG:4326", attribution=False, reset_extent=not isinstance(source, str))
-    except Exception as e: raise Sat2CapError(f"cannot draw the basemap {getattr(source, 'name', source)!r}: {e}") from None
+    try:
+        ctx.add_basemap(ax, source=source, crs="EPSG:4326", attribution=False, reset_extent=not isinstance(source, str))
+    except Exception as e:
+        raise Sat2CapError(f"cannot draw the basemap {getattr(source, 'name', source)!r}: {e}") from None
     return ax
 
 # %% ../nbs/09_maps.ipynb #5b55f84b
@@ -284,23 +306,28 @@ def plot_map(region, # Region (or anything `as_region` takes)
              label:str="cosine similarity", # colour bar label
             ):
     "Draw per-tile `values` over a basemap and return the axes."
-    r = as_region(region); v = np.asarray(values, dtype=float)
+    r = as_region(region)
+    v = np.asarray(values, dtype=float)
     if v.shape != (len(r),): raise Sat2CapError(f"{v.size} values for a region of {len(r)} tiles")
     if ax is None: _, ax = plt.subplots(figsize=(7, 5))
     gdf = r.gdf.assign(value=v)
     gdf[np.isfinite(v)].plot(column="value", ax=ax, cmap=cmap, alpha=alpha, vmin=vmin, vmax=vmax, legend=True,
                              legend_kwds=dict(label=label, shrink=0.7))
-    ax.set_xlim(*r.gdf.total_bounds[[0, 2]]); ax.set_ylim(*r.gdf.total_bounds[[1, 3]])
+    ax.set_xlim(*r.gdf.total_bounds[[0, 2]])
+    ax.set_ylim(*r.gdf.total_bounds[[1, 3]])
     if outline is not None: outline.boundary.plot(ax=ax, color="white", linewidth=0.6)
     add_basemap(ax, basemap_source(r, basemap))
-    ax.set_title(title, fontsize=10); ax.set_xlabel("longitude"); ax.set_ylabel("latitude")
+    ax.set_title(title, fontsize=10)
+    ax.set_xlabel("longitude")
+    ax.set_ylabel("latitude")
     return ax
 
 # %% ../nbs/09_maps.ipynb #7477ade3
 def _auc_text(world, prompt:str, r:Region, sim, when) -> str:
     "Return 'AUC x' for a panel title, or why there is none (nothing true at that time)."
     try: return f"AUC {score_map(sim, prompt_truth(world, prompt, r.lat, r.lon, when)):.3f}"
-    except Sat2CapError as e: return "no AUC: " + ("false everywhere at this time" if "false on every tile" in str(e) else str(e))
+    except Sat2CapError as e:
+        return "no AUC: " + ("false everywhere at this time" if "false on every tile" in str(e) else str(e))
 
 def dynamic_maps(region, # Region of tiles
                  run, # loaded run
@@ -318,7 +345,8 @@ def dynamic_maps(region, # Region of tiles
         t = f"{prompt!r} at {w}"
         if world is not None: t += "\n" + _auc_text(world, prompt, r, s, w)
         plot_map(r, s, ax, basemap, t, vmin=sims.min(), vmax=sims.max())
-    fig.tight_layout(); save_figure(fig, path, keep_open=True)
+    fig.tight_layout()
+    save_figure(fig, path, keep_open=True)
     return fig, sims
 
 # %% ../nbs/09_maps.ipynb #b9bcbf2e
@@ -341,7 +369,8 @@ def country_map(region, # CONUS Region (e.g. `region_for(run, "conus")`)
     t = f"{prompt!r} at {when or 'any time (static)'}"
     if world is not None: t += " — " + _auc_text(world, prompt, r, sim, when)
     plot_map(r, sim, ax, basemap, t, cmap="viridis", alpha=0.9, outline=states())
-    fig.tight_layout(); save_figure(fig, path, keep_open=True)
+    fig.tight_layout()
+    save_figure(fig, path, keep_open=True)
     return fig, sim
 
 # %% ../nbs/09_maps.ipynb #48ed511c
@@ -366,14 +395,16 @@ def _tile_image(region:Region, i:int):
 
 def ground_scene(world, prompt:str, lat:float, lon:float, when:str, size:int=128, seed:int=0):
     "Render SynthWorld's ground scene at lat/lon and `when` for the prompt's activity (else the likeliest one)."
-    month, hour = month_hour(when); la, lo = np.array([lat]), np.array([lon])
+    month, hour = month_hour(when)
+    la, lo = np.array([lat]), np.array([lon])
     cover = world.landcover(la, lo)
     acts = [n for k, n in prompt_concepts(prompt) if k == "activity"]
     pa = world.place_activity_probs(la, lo, month, hour, cover)[0]                    # (C, A)
     a = ACTIVITIES.index(acts[0]) if acts else int((cover[0] @ pa).argmax())
     place = int((cover[0] * pa[:, a]).argmax())                                       # where at the tile it happens
     snow = float(world.snow(la, lo, np.array([month]), cover)[0] / max(1 - cover[0, 0], 1e-6))
-    return render_ground(LANDCOVER[place], ACTIVITIES[a], hour, month, lat, snow, size, seed), LANDCOVER[place], ACTIVITIES[a]
+    return (render_ground(LANDCOVER[place], ACTIVITIES[a], hour, month, lat, snow, size, seed), LANDCOVER[place],
+            ACTIVITIES[a])
 
 # %% ../nbs/09_maps.ipynb #4f34944a
 def localize_figure(region, # Region over the box (`localize_region`)
@@ -384,23 +415,29 @@ def localize_figure(region, # Region over the box (`localize_region`)
                     basemap:str="offline", # offline | online | none
                     path=None, # save the figure here (PNG)
                    ):
-    "Draw the clipped 0-1 similarity over the box with a red spot at the maximum, its tile and ground scene; return (figure, info)."
+    ("Draw the clipped 0-1 similarity over the box with a red spot at the maximum, its tile and ground "
+     "scene; return (figure, info).")
     r, when = as_region(region), resolve_when(prompt, when)
-    loc = localize(similarity_map(r, run, prompt, when)); b = loc["best"]
+    loc = localize(similarity_map(r, run, prompt, when))
+    b = loc["best"]
     lat, lon = float(r.lat[b]), float(r.lon[b])
     fig, axs = plt.subplots(1, 3, figsize=(15, 4.6), gridspec_kw=dict(width_ratios=[1.6, 1, 1]))
-    plot_map(r, loc["shown"], axs[0], basemap, f"{prompt!r} at {when}", cmap="plasma", alpha=0.6, vmin=0.5, vmax=1, label="normalized similarity (<0.5 clipped)")
+    plot_map(r, loc["shown"], axs[0], basemap, f"{prompt!r} at {when}", cmap="plasma", alpha=0.6, vmin=0.5, vmax=1,
+             label="normalized similarity (<0.5 clipped)")
     axs[0].plot(lon, lat, "o", color="red", markersize=10, markeredgecolor="white")
-    info = dict(prompt=prompt, when=when, lat=round(lat, 5), lon=round(lon, 5), tile_id=str(r.gdf.tile_id.iloc[b]), shown=int(np.isfinite(loc["shown"]).sum()), tiles=len(r))
+    info = dict(prompt=prompt, when=when, lat=round(lat, 5), lon=round(lon, 5), tile_id=str(r.gdf.tile_id.iloc[b]),
+                shown=int(np.isfinite(loc["shown"]).sum()), tiles=len(r))
     tile = _tile_image(r, b)
     if tile is not None: axs[1].imshow(tile)
     axs[1].set_title(f"tile at the red spot\n{lat:.4f}, {lon:.4f}", fontsize=10)
     if world is not None:
         img, place, act = ground_scene(world, prompt, lat, lon, when)
-        axs[2].imshow(img); axs[2].set_title(f"ground scene there: {act} / {place}", fontsize=10)
+        axs[2].imshow(img)
+        axs[2].set_title(f"ground scene there: {act} / {place}", fontsize=10)
         info["truth_at_spot"] = bool(prompt_truth(world, prompt, r.lat, r.lon, when)[b])
     for ax in axs[1:]: ax.axis("off")
-    fig.tight_layout(); save_figure(fig, path, keep_open=True)
+    fig.tight_layout()
+    save_figure(fig, path, keep_open=True)
     return fig, info
 
 # %% ../nbs/09_maps.ipynb #c09a0002
@@ -409,9 +446,11 @@ def parse_bbox(s, # "minlon,minlat,maxlon,maxlat"
     "Return (minlon, minlat, maxlon, maxlat) of a lon/lat box, or raise one line."
     try: b = tuple(float(v) for v in str(s).split(","))
     except ValueError: b = ()
-    if len(b) != 4 or not all(math.isfinite(v) for v in b): raise Sat2CapError(f"--bbox {s!r} is not 'minlon,minlat,maxlon,maxlat'")
+    if len(b) != 4 or not all(math.isfinite(v) for v in b):
+        raise Sat2CapError(f"--bbox {s!r} is not 'minlon,minlat,maxlon,maxlat'")
     if not (-180 <= b[0] < b[2] <= 180 and -90 <= b[1] < b[3] <= 90):
-        raise Sat2CapError(f"--bbox {s!r} is empty or not in degrees: need -180 <= minlon < maxlon <= 180 and -90 <= minlat < maxlat <= 90")
+        raise Sat2CapError(f"--bbox {s!r} is empty or not in degrees: need -180 <= minlon < maxlon <= 180 and -90 "
+                           "<= minlat < maxlat <= 90")
     return b
 
 def cli_when(when, # a --when value (None: not given)
@@ -422,7 +461,8 @@ def cli_when(when, # a --when value (None: not given)
 
 def no_dynamic(run) -> str:
     "Explain that a run without a dynamic encoder cannot take a date/time."
-    return f"run {str(run.path)!r} has no dynamic encoder (released Hugging Face weights include none): map it without --when"
+    return (f"run {str(run.path)!r} has no dynamic encoder (released Hugging Face weights include none): "
+            "map it without --when")
 
 def is_region_data(spec, # a REGION argument
                   ) -> bool:
@@ -439,11 +479,14 @@ def _preview(region) -> Path|None:
 def _streamed_basemap(ax, region, basemap:str) -> str:
     "Draw the basemap under a streamed map; return a note when none could be drawn."
     import contextily as ctx
-    if basemap not in ("offline", "online", "none"): raise Sat2CapError(f"basemap {basemap!r} is not one of offline, online, none")
+    if basemap not in ("offline", "online", "none"):
+        raise Sat2CapError(f"basemap {basemap!r} is not one of offline, online, none")
     if basemap == "none": return ""
     src = _preview(region) if basemap == "offline" else ctx.providers.query_name("Esri.WorldImagery")
     if src is None: return "no imagery preview in the region: drawn without a basemap"
-    try: ctx.add_basemap(ax, source=str(src) if basemap == "offline" else src, crs="EPSG:4326", attribution=False, reset_extent=False, zorder=0)
+    try:
+        ctx.add_basemap(ax, source=str(src) if basemap == "offline" else src, crs="EPSG:4326", attribution=False,
+                        reset_extent=False, zorder=0)
     except Exception: return f"the {basemap} basemap is not reachable: drawn without one"
     return ""
 
@@ -463,10 +506,16 @@ def draw_streamed(sm:StreamedMap, # from `stream_similarity`
                    vmin=vmin, vmax=vmax, interpolation="nearest", zorder=2)
     ax.figure.colorbar(im, ax=ax, label=label, shrink=0.7)
     b = sm.best
-    ax.plot(b["lon"], b["lat"], "*", color="red", markersize=16, markeredgecolor="white", zorder=3, label=f"best tile {b['tile_id']}")
-    ax.set_xlim(x0, x1); ax.set_ylim(y0, y1); ax.set_aspect(1 / math.cos(math.radians((y0 + y1) / 2)))
-    ax.xaxis.set_major_locator(plt.MaxNLocator(4)); ax.yaxis.set_major_locator(plt.MaxNLocator(5))
-    ax.set_xlabel("longitude"); ax.set_ylabel("latitude"); ax.legend(loc="lower right", fontsize=8)
+    ax.plot(b["lon"], b["lat"], "*", color="red", markersize=16, markeredgecolor="white", zorder=3,
+            label=f"best tile {b['tile_id']}")
+    ax.set_xlim(x0, x1)
+    ax.set_ylim(y0, y1)
+    ax.set_aspect(1 / math.cos(math.radians((y0 + y1) / 2)))
+    ax.xaxis.set_major_locator(plt.MaxNLocator(4))
+    ax.yaxis.set_major_locator(plt.MaxNLocator(5))
+    ax.set_xlabel("longitude")
+    ax.set_ylabel("latitude")
+    ax.legend(loc="lower right", fontsize=8)
     return note
 
 def draw_box(tiles, # GeoDataFrame from `tiles_in_box`
@@ -475,17 +524,24 @@ def draw_box(tiles, # GeoDataFrame from `tiles_in_box`
              basemap:str="offline", # offline | online | none
              best:dict|None=None, # the tile to mark (default: the box's best)
             ):
-    "Draw the paper's localization: tile footprints with 0-1 normalized similarity (below 0.5 clipped), red star at the best."
+    ("Draw the paper's localization: tile footprints with 0-1 normalized similarity (below 0.5 "
+     "clipped), red star at the best.")
     loc = localize(tiles.score.to_numpy())
     x0, y0, x1, y1 = tiles.total_bounds
-    ax.set_xlim(x0, x1); ax.set_ylim(y0, y1)
+    ax.set_xlim(x0, x1)
+    ax.set_ylim(y0, y1)
     _streamed_basemap(ax, region, basemap)
-    tiles.assign(shown=loc["shown"]).dropna(subset=["shown"]).plot(column="shown", ax=ax, cmap="plasma", alpha=0.6, vmin=0.5, vmax=1, zorder=2,
-                                                                   legend=True, legend_kwds=dict(label="normalized similarity (<0.5 clipped)", shrink=0.7))
+    tiles.assign(shown=loc["shown"]).dropna(subset=["shown"]).plot(
+        column="shown", ax=ax, cmap="plasma", alpha=0.6, vmin=0.5, vmax=1, zorder=2, legend=True,
+        legend_kwds=dict(label="normalized similarity (<0.5 clipped)", shrink=0.7))
     b = best or tiles.iloc[loc["best"]].to_dict()
     ax.plot(b["lon"], b["lat"], "*", color="red", markersize=16, markeredgecolor="white", zorder=3)
-    ax.set_xlim(x0, x1); ax.set_ylim(y0, y1); ax.set_aspect(1 / math.cos(math.radians((y0 + y1) / 2)))
-    ax.xaxis.set_major_locator(plt.MaxNLocator(4)); ax.set_xlabel("longitude"); ax.set_ylabel("latitude")
+    ax.set_xlim(x0, x1)
+    ax.set_ylim(y0, y1)
+    ax.set_aspect(1 / math.cos(math.radians((y0 + y1) / 2)))
+    ax.xaxis.set_major_locator(plt.MaxNLocator(4))
+    ax.set_xlabel("longitude")
+    ax.set_ylabel("latitude")
 
 def streamed_figure(sm:StreamedMap, # from `stream_similarity`
                     run, # the run (needed for `localize`)
@@ -496,15 +552,18 @@ def streamed_figure(sm:StreamedMap, # from `stream_similarity`
     "Return a figure of a streamed map (and, with `localize_box`, the 24 km² box around its best tile)."
     fig, axs = plt.subplots(1, 2 if localize_box else 1, figsize=(14 if localize_box else 8, 6), squeeze=False)
     note = draw_streamed(sm, axs[0, 0], basemap)
-    axs[0, 0].set_title(f"{sm.prompt!r} at {sm.when or 'any time'}: {sm.tiles:,} tiles" + (f"\n({note})" if note else ""), fontsize=10)
+    axs[0, 0].set_title(f"{sm.prompt!r} at {sm.when or 'any time'}: {sm.tiles:,} tiles"
+                        + (f"\n({note})" if note else ""), fontsize=10)
     if localize_box:
         b = sm.best
         box = box_around(b["lat"], b["lon"], 24.0)
         near = tiles_in_box(sm.region, run, sm.prompt, sm.when, box)
         draw_box(near, axs[0, 1], sm.region, basemap, b)
         axs[0, 1].set_title(f"24 km² around the best tile: {len(near)} tiles", fontsize=10)
-        axs[0, 0].add_patch(plt.Rectangle(box[:2], box[2] - box[0], box[3] - box[1], fill=False, edgecolor="cyan", linewidth=1.5, zorder=4))
-    fig.tight_layout(); save_figure(fig, path, keep_open=True)
+        axs[0, 0].add_patch(plt.Rectangle(box[:2], box[2] - box[0], box[3] - box[1], fill=False, edgecolor="cyan",
+                                          linewidth=1.5, zorder=4))
+    fig.tight_layout()
+    save_figure(fig, path, keep_open=True)
     if note: print(f"note: {note}", file=sys.stderr)
     return fig
 
@@ -542,7 +601,8 @@ def _map_synthworld(r, region:str, prompt:str, when, out:str, basemap:str, no_me
                  outline=states() if kind == "conus" else None)
         save_figure(fig, out)
     plt.close(fig)
-    print(f"wrote {out}: {len(reg)} tiles, similarity {sim.min():.3f}..{sim.max():.3f}, prompt {prompt!r} at {when or 'any time'}")
+    print(f"wrote {out}: {len(reg)} tiles, similarity {sim.min():.3f}..{sim.max():.3f}, prompt "
+          f"{prompt!r} at {when or 'any time'}")
     return out
 
 @call_parse
@@ -559,11 +619,14 @@ def map_cli(run:str, # run folder written by `sat2cap train` or `sat2cap import-
             strict:store_true=False, # stop at the first bad tile or cut-short shard, naming shard and key (default: skip and count)
            ):
     "Draw a zero-shot map of a prompt over a region at a date and time."
-    import matplotlib; matplotlib.use("Agg")
-    if not isinstance(prompt, str) or not prompt.strip(): raise Sat2CapError("the prompt is empty: give a text query such as 'people riding horses'")
+    import matplotlib
+    matplotlib.use("Agg")
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise Sat2CapError("the prompt is empty: give a text query such as 'people riding horses'")
     when = cli_when(when)
     box = parse_bbox(bbox) if bbox is not None else None
-    if basemap not in ("offline", "online", "none"): raise Sat2CapError(f"--basemap {basemap!r} is not one of offline, online, none")
+    if basemap not in ("offline", "online", "none"):
+        raise Sat2CapError(f"--basemap {basemap!r} is not one of offline, online, none")
     data = is_region_data(region)
     if data: open_region(region)
     else: parse_region(region)
@@ -581,7 +644,8 @@ def score_map_cli(run:str, # run folder written by `sat2cap train`
                   strict:store_true=False, # stop at the first bad tile or cut-short shard, naming shard and key (default: skip and count)
                  ):
     "Print the ROC AUC of a prompt's map against SynthWorld's truth, with and without the dynamic encoder, as JSON."
-    concepts_of(prompt); when = resolve_when(prompt, cli_when(when))
+    concepts_of(prompt)
+    when = resolve_when(prompt, cli_when(when))
     if not Path(data).is_dir(): raise Sat2CapError(f"dataset folder {data!r} does not exist")
     world = SynthWorld.from_manifest(data)
     r = _load_run(run)

@@ -14,7 +14,8 @@ from .core import save_figure
 from .encoders import GroundEncoder
 from .dynamic import when_meta
 from .embed import encode_tiles, read_tiles, embed_region, similarity_map, month_hour
-from .synthworld import prompt_concepts, ACTIVITIES, LANDCOVER
+from .world import ACTIVITIES, LANDCOVER
+from .concepts import prompt_concepts
 import pandas as pd, matplotlib.pyplot as plt
 from PIL import Image
 
@@ -31,9 +32,11 @@ def topk(queries, # (Q, D) query embeddings, any scale
          k:int=9, # neighbours per query
         ) -> tuple[np.ndarray, np.ndarray]:
     "Return the indices (Q, k) and cosine similarities (Q, k) of each query's `k` nearest gallery rows."
-    q = F.normalize(torch.as_tensor(np.asarray(queries), dtype=torch.float32).reshape(-1, np.shape(queries)[-1]), dim=-1)
+    q = F.normalize(torch.as_tensor(np.asarray(queries), dtype=torch.float32).reshape(-1, np.shape(queries)[-1]),
+                    dim=-1)
     g = F.normalize(torch.as_tensor(np.asarray(gallery), dtype=torch.float32), dim=-1)
-    if q.shape[-1] != g.shape[-1]: raise Sat2CapError(f"query width {q.shape[-1]} does not match gallery width {g.shape[-1]}")
+    if q.shape[-1] != g.shape[-1]:
+        raise Sat2CapError(f"query width {q.shape[-1]} does not match gallery width {g.shape[-1]}")
     if not 0 < k <= len(g): raise Sat2CapError(f"k={k} must be between 1 and the gallery size {len(g)}")
     s, i = (q @ g.T).topk(k, dim=-1)  # (Q, k)
     return i.numpy(), s.numpy()
@@ -58,7 +61,8 @@ def activity_agreement(idx, # (k,) or (Q, k) retrieved tile indices
                        probs, # (N,) truth probability of the prompt's activity per tile
                        frac:float=0.5, # a tile agrees when its probability reaches this share of the best tile's
                       ) -> float:
-    "Return the share of retrieved tiles where the activity is at least `frac` as likely as at the likeliest tile (a map's positives)."
+    ("Return the share of retrieved tiles where the activity is at least `frac` as likely as at the likeliest "
+     "tile (a map's positives).")
     probs = np.asarray(probs, dtype=float)
     return float((probs[np.asarray(idx)] >= frac * probs.max()).mean())
 
@@ -82,7 +86,8 @@ def plot_grid(images, # (n, H, W, 3) uint8 images, row by row
               size:float=1.6, # inches per image for a new figure
              ):
     "Draw `images` as a grid without ticks; return the figure."
-    n = len(images); nrows = -(-n // ncols)
+    n = len(images)
+    nrows = -(-n // ncols)
     if axes is None:
         fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows), squeeze=False)
         axes = axes.ravel()
@@ -133,7 +138,9 @@ def thumbnail(img, # PIL image
 @torch.no_grad()
 def _encode_ground(clip, images:list, batch_size:int) -> np.ndarray:
     "Return (N, D) normalized frozen-CLIP embeddings of ground photos."
-    enc = GroundEncoder(clip); dev = clip.device; out = []
+    enc = GroundEncoder(clip)
+    dev = clip.device
+    out = []
     for i in range(0, len(images), batch_size):
         x = torch.stack([clip.preprocess(im) for im in images[i:i + batch_size]]).to(dev)  # (B, 3, S, S)
         out.append(F.normalize(enc(x).float(), dim=-1).cpu())
@@ -154,12 +161,14 @@ def load_heldout(run, # loaded run (`sat2cap.train.load_run`)
     first = {}
     for s in S: first.setdefault(str(s["meta"].get("tile_id", s["key"])), s)
     T = list(first.values())
-    t_emb = np.concatenate([encode_tiles(run, [t["overhead"] for t in T[i:i + batch_size]]) for i in range(0, len(T), batch_size)])
+    t_emb = np.concatenate([encode_tiles(run, [t["overhead"] for t in T[i:i + batch_size]])
+                            for i in range(0, len(T), batch_size)])
     g = Gallery([s["key"] for s in S], _encode_ground(run.clip, [s["ground"] for s in S], batch_size),
                 np.stack([thumbnail(s["ground"], thumb) for s in S]), np.array([photo_is_night(s) for s in S]),
-                np.array([s["hour"] for s in S]), [s["caption"] for s in S], [str(s["meta"].get("tile_id", s["key"])) for s in S])
-    q = Queries(list(first), t_emb, np.stack([thumbnail(t["overhead"], thumb) for t in T]), np.array([t["lat"] for t in T]),
-                np.array([t["lon"] for t in T]), [t["datetime"][:10] for t in T])
+                np.array([s["hour"] for s in S]), [s["caption"] for s in S],
+                [str(s["meta"].get("tile_id", s["key"])) for s in S])
+    q = Queries(list(first), t_emb, np.stack([thumbnail(t["overhead"], thumb) for t in T]),
+                np.array([t["lat"] for t in T]), np.array([t["lon"] for t in T]), [t["datetime"][:10] for t in T])
     return g, q
 
 # %% ../nbs/07_retrieval.ipynb #6822b204
@@ -176,7 +185,8 @@ def query_embeddings(run, # loaded run
     if hour is None: raise Sat2CapError("query_embeddings: use_meta=True needs an hour")
     m = [when_meta(f"{d} 00:00") for d in q.date]
     year, doy = (torch.tensor([float(x[k]) for x in m], device=dev) for k in ("year", "doy"))
-    lat, lon = torch.tensor(q.lat, dtype=torch.float32, device=dev), torch.tensor(q.lon, dtype=torch.float32, device=dev)
+    lat, lon = (torch.tensor(q.lat, dtype=torch.float32, device=dev),
+                torch.tensor(q.lon, dtype=torch.float32, device=dev))
     return run.model.embed(e, lat, lon, year, doy, torch.full((len(m),), float(hour), device=dev)).cpu().numpy()
 
 # %% ../nbs/07_retrieval.ipynb #7ae41025
@@ -208,7 +218,8 @@ def photo_titles(g:Gallery, # ground photos
                  idx, # (k,) gallery indices
                 ) -> list[str]:
     "Return short titles for gallery photos: their hour, and 'night' for night photos."
-    return [f"{int(g.hour[i]):02d}:{int(round(60 * (g.hour[i] % 1))) % 60:02d}" + (" night" if g.night[i] else "") for i in idx]
+    return [f"{int(g.hour[i]):02d}:{int(round(60 * (g.hour[i] % 1))) % 60:02d}" + (" night" if g.night[i] else "")
+            for i in idx]
 
 def plot_query_grids(query, # (S, S, 3) overhead tile
                      grids:dict, # panel title -> (k, S, S, 3) retrieved images
@@ -220,9 +231,13 @@ def plot_query_grids(query, # (S, S, 3) overhead tile
                     ):
     "Draw an overhead query beside one grid of retrieved images per setting; return the figure."
     nrows = -(-max(len(v) for v in grids.values()) // ncols)
-    if fig is None: fig = plt.figure(figsize=(size * (ncols * len(grids) + nrows), size * nrows + 0.4), layout="constrained")
+    if fig is None:
+        fig = plt.figure(figsize=(size * (ncols * len(grids) + nrows), size * nrows + 0.4), layout="constrained")
     subs = np.atleast_1d(fig.subfigures(1, 1 + len(grids), width_ratios=[nrows] + [ncols] * len(grids), wspace=0.02))
-    ax = subs[0].subplots(); ax.imshow(query, interpolation="nearest"); ax.set_axis_off(); ax.set_title(query_title, fontsize=8)
+    ax = subs[0].subplots()
+    ax.imshow(query, interpolation="nearest")
+    ax.set_axis_off()
+    ax.set_title(query_title, fontsize=8)
     for sf, (name, imgs) in zip(subs[1:], grids.items()):
         plot_grid(imgs, (titles or {}).get(name), ncols, axes=sf.subplots(nrows, ncols, squeeze=False).ravel())
         sf.suptitle(name, fontsize=9)
@@ -246,7 +261,8 @@ def day_night_figure(run, # loaded run
     for h in hours:
         idx = topk(query_embeddings(run, q, h)[i], g.emb, k)[0][0]
         grids[f"{h:02d}:00"], titles[f"{h:02d}:00"] = g.thumbs[idx], _own(g, q, i, idx)
-    fig = plot_query_grids(q.thumbs[i], grids, titles, query_title=f"tile {q.tile_id[i]}\n{q.lat[i]:.2f}, {q.lon[i]:.2f}")
+    fig = plot_query_grids(q.thumbs[i], grids, titles,
+                           query_title=f"tile {q.tile_id[i]}\n{q.lat[i]:.2f}, {q.lon[i]:.2f}")
     return save_figure(fig, path)
 
 def overhead_to_ground_figure(run, # loaded run
@@ -260,8 +276,8 @@ def overhead_to_ground_figure(run, # loaded run
     idx = topk(query_embeddings(run, q, use_meta=False)[list(rows)], g.emb, k)[0]  # (R, k)
     fig = plt.figure(figsize=(0.95 * 6, 0.95 * 3 * len(rows) + 0.4), layout="constrained")
     for sf, i, ix in zip(np.atleast_1d(fig.subfigures(len(rows), 1)), rows, idx):
-        plot_query_grids(q.thumbs[i], {f"top-{k} ground photos": g.thumbs[ix]}, {f"top-{k} ground photos": _own(g, q, i, ix)},
-                         fig=sf, query_title=f"tile {q.tile_id[i]}")
+        plot_query_grids(q.thumbs[i], {f"top-{k} ground photos": g.thumbs[ix]},
+                         {f"top-{k} ground photos": _own(g, q, i, ix)}, fig=sf, query_title=f"tile {q.tile_id[i]}")
     return save_figure(fig, path)
 
 # %% ../nbs/07_retrieval.ipynb #72b689e1
@@ -275,7 +291,7 @@ class RegionTiles:
     thumbs: np.ndarray # (N, S, S, 3) uint8 overhead tiles
 
 def load_region_tiles(run, # loaded run
-                      src, # tile source for `sat2cap.embed.read_tiles` (a SynthWorld folder uses its region/, a split folder its tiles)
+                      src, # `sat2cap.embed.read_tiles` source (SynthWorld folder: its region/; split folder: its tiles)
                       out_path, # GeoParquet destination of the embeddings
                       thumb:int=64, # thumbnail size, px
                       batch_size:int=64, # tiles per forward pass
@@ -285,7 +301,8 @@ def load_region_tiles(run, # loaded run
     first = {}
     for t in progress(read_tiles(src), desc="reading tiles", leave=False): first.setdefault(t["tile_id"], t)
     tiles = list(first.values())
-    region = embed_region(run, tiles, out_path, batch_size=batch_size, **({} if size is None else dict(size=size, mosaic_px=0)))
+    region = embed_region(run, tiles, out_path, batch_size=batch_size,
+                          **({} if size is None else dict(size=size, mosaic_px=0)))
     return RegionTiles(region, np.stack([thumbnail(t["overhead"], thumb) for t in tiles]))
 
 # %% ../nbs/07_retrieval.ipynb #0b53924c
@@ -318,13 +335,16 @@ def text_scores(run, # loaded run
                 ks=(4, 20), # retrieval depths to score
                ):
     "Return a table of land-cover and activity agreement per prompt and depth, without and with the dynamic encoder."
-    r = tiles.region; month, hour = month_hour(when)
-    cover = world.landcover(r.lat, r.lon); P = world.activity_probs(r.lat, r.lon, month, hour, cover)  # (N, C), (N, A)
+    r = tiles.region
+    month, hour = month_hour(when)
+    cover = world.landcover(r.lat, r.lon)  # (N, C)
+    P = world.activity_probs(r.lat, r.lon, month, hour, cover)  # (N, A)
     rows = []
     for prompt in prompts:
         probs = P[:, ACTIVITIES.index(prompt_activity(prompt))]
         cls = activity_landcovers(cover, probs)
-        row = dict(prompt=prompt, landcovers="/".join(LANDCOVER[c] for c in cls), chance=float(np.isin(cover.argmax(1), cls).mean()),
+        row = dict(prompt=prompt, landcovers="/".join(LANDCOVER[c] for c in cls),
+                   chance=float(np.isin(cover.argmax(1), cls).mean()),
                    **{"activity chance": float((probs >= 0.5 * probs.max()).mean())})
         for meta, tag in ((False, "no meta"), (True, "meta")):
             idx = text_to_overhead(run, tiles, prompt, when, meta, max(ks))[0]
@@ -354,10 +374,12 @@ def text_to_overhead_figure(run, # loaded run
         cols = axes[:, j * (k + 1):j * (k + 1) + k]
         for r, prompt in enumerate(prompts):
             idx, sims = text_to_overhead(run, tiles, prompt, when, meta, k)
-            titles = [(LANDCOVER[landcover[i].argmax()] + " " if landcover is not None else "") + f"{sims[i]:.2f}" for i in idx]
+            titles = [(LANDCOVER[landcover[i].argmax()] + " " if landcover is not None else "") + f"{sims[i]:.2f}"
+                      for i in idx]
             plot_grid(tiles.thumbs[idx], titles, k, axes=cols[r])
         x = (cols[0, 0].get_position().x0 + cols[0, -1].get_position().x1) / 2
-        fig.text(x, 1 - 0.15 / (1.1 * P + 0.5), f"with dynamic encoder, {when}" if meta else "without dynamic encoder", ha="center", va="top", fontsize=9)
+        fig.text(x, 1 - 0.15 / (1.1 * P + 0.5), f"with dynamic encoder, {when}" if meta else "without dynamic encoder",
+                 ha="center", va="top", fontsize=9)
     for r, prompt in enumerate(prompts):
         axes[r, k].set_axis_off()
         axes[r, 0].text(-0.1, 0.5, prompt, transform=axes[r, 0].transAxes, ha="right", va="center", fontsize=8)

@@ -50,7 +50,7 @@ class TrainConfig:
     keep_ckpts: int = 2             # complete checkpoints kept (older ones deleted)
     log_every: int = 10             # steps between metrics.jsonl lines
     seed: int = 0                   # seed for init, data order, augmentation and metadata dropout
-    num_workers: int = field(default_factory=auto_workers)  # loader worker processes per rank (default: its CPU cores - 1, 1 to 8)
+    num_workers: int = field(default_factory=auto_workers)  # loader workers per rank (default: CPU cores - 1, 1 to 8)
     cpu_threads: int = 0            # torch intra-op threads while training on CPU (0 = leave torch's setting)
     precision: str = "auto"         # auto (bf16 autocast on CUDA, fp32 on CPU) | bf16 | fp32
     device: str = ""                # "" picks cuda when present, else cpu
@@ -59,7 +59,7 @@ class TrainConfig:
     overhead_mean: list = field(default_factory=list)  # overhead normalization mean ([] = computed from train shards)
     overhead_std: list = field(default_factory=list)   # overhead normalization std ([] = computed from train shards)
     resume: bool = False            # continue from the latest complete checkpoint in `out`
-    dist_timeout_min: float = 60.0  # torch.distributed timeout in minutes (ranks wait at barriers while caches are built)
+    dist_timeout_min: float = 60.0  # torch.distributed timeout in minutes (ranks wait at barriers while caches build)
 
     def save(self, path): return write_json(asdict(self), path)
 
@@ -86,7 +86,8 @@ def complete_checkpoints(run) -> list:
     "Return the complete checkpoint folders of `run`, oldest first (intact or not: see `load_checkpoint`)."
     return sorted(p.parent for p in (Path(run) / "checkpoints").glob("step-*/COMPLETE"))
 
-BROKEN = (OSError, ValueError, KeyError, RuntimeError, EOFError, pickle.UnpicklingError, SafetensorError)  # what a damaged file raises
+# what a damaged file raises
+BROKEN = (OSError, ValueError, KeyError, RuntimeError, EOFError, pickle.UnpicklingError, SafetensorError)
 
 def _reason(e:Exception) -> str:
     "Return the first line of an exception's message, shortened."
@@ -98,7 +99,8 @@ def _load_one(ck:Path, model, loss_fn, opt, sched, rank:int) -> dict:
     load_model(model, str(ck / "model.safetensors"))
     if loss_fn is not None: load_model(loss_fn, str(ck / "loss.safetensors"))
     if opt is None: return meta
-    if not (ck / f"rng-{rank}.pt").exists(): raise Sat2CapError(f"{ck} was written by {meta['world_size']} ranks; resume with the same number")
+    if not (ck / f"rng-{rank}.pt").exists():
+        raise Sat2CapError(f"{ck} was written by {meta['world_size']} ranks; resume with the same number")
     st = torch.load(ck / "state.pt", weights_only=True, map_location="cpu")
     opt.load_state_dict(st["optimizer"])
     sched.load_state_dict(st["scheduler"])
@@ -106,7 +108,8 @@ def _load_one(ck:Path, model, loss_fn, opt, sched, rank:int) -> dict:
     return meta
 
 def load_checkpoint(ck:Path, model, loss_fn=None, opt=None, sched=None, rank:int=0) -> dict:
-    "Load `ck`, or the newest intact complete checkpoint before it if a file of `ck` is damaged (with a warning); return its meta.json."
+    ("Load `ck`, or the newest intact complete checkpoint before it if a file of `ck` is damaged (with a "
+     "warning); return its meta.json.")
     ck = Path(ck)
     if not (ck / "COMPLETE").exists(): raise Sat2CapError(f"checkpoint {ck} is incomplete (no COMPLETE marker)")
     older = [c for c in complete_checkpoints(ck.parent.parent) if c.name < ck.name]
@@ -137,12 +140,14 @@ def load_run(run, # run folder written by `train`
              step:int|None=None, # checkpoint step (None: the latest intact complete one)
              device:str="cpu", # where to put the models
             ) -> Run:
-    "Load a trained run's model, CLIP, config and overhead transform (falling back to an older checkpoint if the newest is damaged)."
+    ("Load a trained run's model, CLIP, config and overhead transform (falling back to an older checkpoint "
+     "if the newest is damaged).")
     run = Path(run)
     if not run.is_dir(): raise Sat2CapError(f"run folder {str(run)!r} does not exist")
     cks = {int(p.name.split("-")[1]): p for p in complete_checkpoints(run)}
     if not cks: raise Sat2CapError(f"no complete checkpoint in {run / 'checkpoints'}")
-    if step is not None and step not in cks: raise Sat2CapError(f"no complete checkpoint for step {step} in {run}; have {sorted(cks)}")
+    if step is not None and step not in cks:
+        raise Sat2CapError(f"no complete checkpoint for step {step} in {run}; have {sorted(cks)}")
     for s in ([step] if step is not None else sorted(cks, reverse=True)):
         try:
             cfg = _run_config(cks[s], run)
@@ -153,6 +158,7 @@ def load_run(run, # run folder written by `train`
         except BROKEN as e:
             warn(f"checkpoint {cks[s]} is damaged ({_reason(e)}); trying the one before it")
             continue
-        return Run(model.eval(), clip, cfg, overhead_eval_transform(clip.image_size, cfg.overhead_mean, cfg.overhead_std), run, meta["step"],
+        return Run(model.eval(), clip, cfg,
+                   overhead_eval_transform(clip.image_size, cfg.overhead_mean, cfg.overhead_std), run, meta["step"],
                    meta.get("dynamic", True))
     raise Sat2CapError(f"no intact checkpoint in {run / 'checkpoints'}: every complete one is damaged")

@@ -18,9 +18,12 @@ from safetensors.torch import save_model
 from fastcore.script import call_parse, store_true
 from .core import Sat2CapError, seed_everything, atomic_path, write_json, progress, torch_threads
 import sys, hashlib, tarfile
-from .core import warn, run_lock, check_positive, check_nonneg, check_fraction, check_choice, check_device, check_out_dir
-from .data import CrossViewDataset, make_loader, count_samples, overhead_train_transform, overhead_eval_transform, split_shards, strict_reading
-from .encoders import load_clip, save_clip, GroundEncoder, TINY, CONFIG_NAME, tiny_config_path, check_clip, retrieval_metrics
+from .core import (warn, run_lock, check_positive, check_nonneg, check_fraction, check_choice, check_device,
+    check_out_dir)
+from .data import (CrossViewDataset, make_loader, count_samples, overhead_train_transform,
+    overhead_eval_transform, split_shards, strict_reading)
+from .encoders import (load_clip, save_clip, GroundEncoder, TINY, CONFIG_NAME, tiny_config_path, check_clip,
+    retrieval_metrics)
 from .dynamic import Sat2Cap
 from .loss import MemoryBankLoss, GroundCache, ground_cache, gather_all
 from .runs import TrainConfig, Run, load_run, complete_checkpoints, load_checkpoint
@@ -34,8 +37,9 @@ __all__ = ['PAPER', 'META', 'PRESETS', 'RUN_FILES', 'setup_dist', 'autocast', 'b
            'count_until', 'run_state', 'clear_run', 'check_config', 'make_config', 'train_cli', 'evaluate_cli']
 
 # %% ../nbs/05_train.ipynb #7f938cfe
+# with the default RandomResizedCrop + RandAugment and cosine restarts
 PAPER = dict(lr=1e-5, betas=(0.9, 0.98), queue_size=9600, batch_size=128, steps=100_000, T_0=10_000,
-             eval_every=2000, ckpt_every=2000, num_workers=8)  # with the default RandomResizedCrop + RandAugment and cosine restarts
+             eval_every=2000, ckpt_every=2000, num_workers=8)
 
 # %% ../nbs/05_train.ipynb #cbca0b44
 def setup_dist(device:str="", # "" = cuda:LOCAL_RANK when CUDA is available, else cpu
@@ -68,7 +72,8 @@ def all_gather_objects(obj, world:int) -> list:
 # %% ../nbs/05_train.ipynb #12e16ad4
 def rng_state() -> dict:
     "Return the Python, NumPy and torch RNG states as tensors and plain lists."
-    v, py, gauss = random.getstate(); name, keys, pos, has_g, cached = np.random.get_state()
+    v, py, gauss = random.getstate()
+    name, keys, pos, has_g, cached = np.random.get_state()
     return {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
             "numpy": torch.from_numpy(keys.astype(np.int64)), "numpy_rest": [int(pos), int(has_g), float(cached)],
             "python": [v, list(py), gauss]}
@@ -79,7 +84,8 @@ def set_rng_state(s:dict):
     if s["cuda"] and torch.cuda.is_available(): torch.cuda.set_rng_state_all(s["cuda"])
     pos, has_g, cached = s["numpy_rest"]
     np.random.set_state(("MT19937", s["numpy"].numpy().astype(np.uint32), pos, has_g, cached))
-    v, py, gauss = s["python"]; random.setstate((v, tuple(py), gauss))
+    v, py, gauss = s["python"]
+    random.setstate((v, tuple(py), gauss))
 
 @contextmanager
 def preserve_rng():
@@ -97,9 +103,11 @@ def epoch_quota(counts:dict, # shard -> samples (from `count_samples`)
                 ds:CrossViewDataset, # this epoch's dataset (its shard order)
                 batch_size:int, world:int, workers:int,
                ) -> int:
-    "Return the batches every rank takes this epoch: the fewest full batches any rank's share holds (workers batch their own shards)."
+    ("Return the batches every rank takes this epoch: the fewest full batches any rank's share holds "
+     "(workers batch their own shards).")
     nw = max(workers, 1)
-    full = [sum(sum(counts[u] for u in ds.shards_of(r, world, w, nw)) // batch_size for w in range(nw)) for r in range(world)]
+    full = [sum(sum(counts[u] for u in ds.shards_of(r, world, w, nw)) // batch_size for w in range(nw))
+            for r in range(world)]
     return min(full)
 
 def batch_stream(shards:list, # training shards
@@ -114,19 +122,27 @@ def batch_stream(shards:list, # training shards
                  rng:dict|None=None, # RNG state to restore once `fetched` batches are skipped
                  device:str="cpu", # pins memory for CUDA
                 ):
-    "Yield ((epoch, fetched), batch, counts) forever from this rank's shards: the same batches per epoch on every rank, reproducibly from any position."
+    ("Yield ((epoch, fetched), batch, counts) forever from this rank's shards: the same batches per epoch on every "
+     "rank, reproducibly from any position.")
     epoch, skip = pos
-    done = dict(decoded=0, skipped=0)                      # samples this rank's loaders read (and skipped) in finished epochs
+    # samples this rank's loaders read (and skipped) in finished epochs
+    done = dict(decoded=0, skipped=0)
     while True:
         seed_everything(_seed(cfg.seed, epoch, rank))
         dl = make_loader(shards, batch_size=cfg.batch_size, overhead_tf=overhead_tf, ground_tf=ground_tf, shuffle=True,
-                         num_workers=cfg.num_workers, seed=_seed(cfg.seed, epoch), decode_ground=decode_ground, keep=keep,
-                         repeat=True, drop_last=True, pin_memory=device.startswith("cuda"), rank=rank, world_size=world)
+                         num_workers=cfg.num_workers, seed=_seed(cfg.seed, epoch), decode_ground=decode_ground,
+                         keep=keep, repeat=True, drop_last=True, pin_memory=device.startswith("cuda"), rank=rank,
+                         world_size=world)
         quota = epoch_quota(counts, dl.dataset, cfg.batch_size, world, cfg.num_workers)
-        if quota == 0: raise Sat2CapError(f"batch size {cfg.batch_size} is larger than a rank's share of the {sum(counts.values())} training samples")
-        it = iter(dl)                                      # repeats its shards if skipped samples leave fewer batches than the quota
+        if quota == 0:
+            raise Sat2CapError(f"batch size {cfg.batch_size} is larger than a rank's share of the "
+                               f"{sum(counts.values())} training samples")
+        # repeats its shards if skipped samples leave fewer batches than the quota
+        it = iter(dl)
         for _ in range(skip): next(it)
-        if rng is not None: set_rng_state(rng); rng = None
+        if rng is not None:
+            set_rng_state(rng)
+            rng = None
         for fetched in range(skip + 1, quota + 1):
             b = next(it)
             yield (epoch, fetched), b, dict(decoded=done["decoded"] + dl.decoded, skipped=done["skipped"] + dl.skipped)
@@ -145,13 +161,15 @@ def save_checkpoint(run:Path, # run folder
                     rank:int=0, world:int=1,
                    ) -> Path:
     "Write checkpoint `step` (every rank its RNG; rank 0 the rest, COMPLETE last); return its folder."
-    ck = Path(run) / "checkpoints" / f"step-{step:06d}"; ck.mkdir(parents=True, exist_ok=True)
+    ck = Path(run) / "checkpoints" / f"step-{step:06d}"
+    ck.mkdir(parents=True, exist_ok=True)
     _save_pt(rng_state(), ck / f"rng-{rank}.pt")
     if rank == 0:
         for name, m in (("model", model), ("loss", loss_fn)):
             with atomic_path(ck / f"{name}.safetensors") as tmp: save_model(m, str(tmp))
         _save_pt({"optimizer": opt.state_dict(), "scheduler": sched.state_dict()}, ck / "state.pt")
-        write_json({"step": step, "epoch": pos[0], "fetched": pos[1], "world_size": world, "config": asdict(cfg)}, ck / "meta.json")
+        write_json({"step": step, "epoch": pos[0], "fetched": pos[1], "world_size": world, "config": asdict(cfg)},
+                   ck / "meta.json")
     barrier()
     if rank == 0:
         write_json({"step": step}, ck / "COMPLETE")
@@ -168,12 +186,14 @@ def make_optimizer(module:nn.Module, cfg:TrainConfig) -> torch.optim.Optimizer:
 
 def make_schedule(opt, cfg:TrainConfig):
     "Cosine annealing with warm restarts every `T_0` steps."
-    return torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(opt, T_0=cfg.T_0, T_mult=cfg.T_mult, eta_min=cfg.eta_min)
+    return torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(opt, T_0=cfg.T_0, T_mult=cfg.T_mult,
+                                                                eta_min=cfg.eta_min)
 
 class TrainStep(nn.Module):
     "Model + loss as one module: forward returns the batch loss."
     def __init__(self, model:Sat2Cap, loss_fn:MemoryBankLoss):
-        super().__init__(); self.model, self.loss_fn = model, loss_fn
+        super().__init__()
+        self.model, self.loss_fn = model, loss_fn
     def forward(self, overhead, lat, lon, year, doy, hour, ground, drop_p:float=0.0):
         return self.loss_fn(self.model(overhead, lat, lon, year, doy, hour, drop_p=drop_p), ground)
 
@@ -211,7 +231,8 @@ def embed_samples(model:Sat2Cap, # model in eval mode
 def evaluate(model:Sat2Cap, emb:dict, use_meta:bool=True) -> dict:
     "Return overhead->ground retrieval metrics for samples from `embed_samples`."
     with torch.no_grad():
-        e = model.embed(emb["image"].to(next(model.parameters()).device), *[emb[k] for k in META], use_meta=use_meta).cpu()
+        e = model.embed(emb["image"].to(next(model.parameters()).device), *[emb[k] for k in META],
+                        use_meta=use_meta).cpu()
     return retrieval_metrics(e, F.normalize(emb["ground"], dim=-1))
 
 # %% ../nbs/05_train.ipynb #040430ce
@@ -224,20 +245,23 @@ def _local_bar(it, **kwargs):
 
 def shard_counts(shards:list, rank:int=0, world:int=1) -> dict:
     "Return shard -> number of samples, each rank counting its share of the shards from tar headers."
-    mine = {u: count_samples(u) for u in _local_bar(shards[rank::world], desc=f"count samples (rank {rank})", unit="shard")}
+    mine = {u: count_samples(u) for u in _local_bar(shards[rank::world], desc=f"count samples (rank {rank})",
+                                                    unit="shard")}
     return {u: n for part in all_gather_objects(mine, world) for u, n in part.items()}
 
 def overhead_stats_dist(shards:list, # training shards
                         rank:int=0, world:int=1, device:str="cpu",
                         n:int=2000, # about this many images: the first ceil(n / shards) usable samples of every shard
                        ) -> dict:
-    "Per-channel mean/std of overhead pixels on a fixed sample (the first samples of every shard), shards split over ranks."
+    ("Per-channel mean/std of overhead pixels on a fixed sample (the first samples of every "
+     "shard), shards split over ranks.")
     per = math.ceil(n / len(shards))
     acc = torch.zeros(4, 3, dtype=torch.float64)           # rows: sum, sum of squares, pixels, images
     for u in _local_bar(shards[rank::world], desc=f"overhead stats (rank {rank})", unit="shard"):
         for s in islice(CrossViewDataset(u, decode_ground=False, rank=0, world_size=1), per):
             x = torch.from_numpy(np.asarray(s["overhead"], dtype=np.float64).reshape(-1, 3) / 255)   # (H*W, 3)
-            acc += torch.stack([x.sum(0), (x * x).sum(0), torch.full((3,), float(len(x))), torch.ones(3, dtype=torch.float64)])
+            acc += torch.stack([x.sum(0), (x * x).sum(0), torch.full((3,), float(len(x))),
+                                torch.ones(3, dtype=torch.float64)])
     if world > 1:
         acc = acc.to(device)
         dist.all_reduce(acc)
@@ -277,26 +301,32 @@ def _derive(cfg:TrainConfig, stats:dict, n_train:int) -> TrainConfig:
                                queue_size=max(1, min(cfg.queue_size, n_train // 2)))
 
 def _resume(run:Path, world:int, rank:int, model, loss_fn, opt, sched) -> tuple:
-    "Load the latest complete checkpoint; return (step, pos, rng): exact with the same world size, from the next epoch otherwise."
+    ("Load the latest complete checkpoint; return (step, pos, rng): exact with the same world size, from "
+     "the next epoch otherwise.")
     ck = complete_checkpoints(run)[-1]
     saved = json.loads((ck / "meta.json").read_text())["world_size"]
     m = load_checkpoint(ck, model, loss_fn, opt, sched, rank if saved == world else 0)
     if saved == world: return m["step"], (m["epoch"], m["fetched"]), m["rng"]
-    if rank == 0: warnings.warn(f"{ck.name} was written by {saved} ranks, resuming with {world}: step {m['step']} continues on a fresh epoch (not the uninterrupted data order)")
+    if rank == 0:
+        warnings.warn(f"{ck.name} was written by {saved} ranks, resuming with {world}: step {m['step']} continues on a "
+                      "fresh epoch (not the uninterrupted data order)")
     return m["step"], (m["epoch"] + 1, 0), None
 
 def setup_run(cfg:TrainConfig, rank:int=0, world:int=1, device:str="cpu") -> TrainState:
-    "Build CLIP, model, loss, caches, transforms, optimizer and schedule (restored when resuming); `cfg` itself is not changed."
+    ("Build CLIP, model, loss, caches, transforms, optimizer and schedule (restored when resuming); "
+     "`cfg` itself is not changed.")
     run = Path(cfg.out)
     run.mkdir(parents=True, exist_ok=True)
     train_sh = split_shards(cfg.data, "train")
     val_sh = split_shards(cfg.data, "val")
     clip = load_clip(cfg.clip, device=device, seed=cfg.seed)
     counts = shard_counts(train_sh, rank, world)
-    stats = dict(mean=cfg.overhead_mean, std=cfg.overhead_std) if cfg.overhead_mean else overhead_stats_dist(train_sh, rank, world, device)
+    stats = (dict(mean=cfg.overhead_mean, std=cfg.overhead_std) if cfg.overhead_mean
+             else overhead_stats_dist(train_sh, rank, world, device))
     if rank == 0 and not cfg.overhead_mean: write_json(stats, run / "overhead_stats.json")
     cache_dir = cfg.cache_dir or run / "cache"
-    caches = {s: ground_cache(sh, clip, cache_dir, name=s, rank=rank, world=world, device=device, num_workers=cfg.num_workers)
+    caches = {s: ground_cache(sh, clip, cache_dir, name=s, rank=rank, world=world, device=device,
+                              num_workers=cfg.num_workers)
               for s, sh in (("train", train_sh), ("val", val_sh))}   # every rank embeds its own shards
     if rank == 0 and not (run / "clip").exists(): save_clip(clip, run / "clip")
     cfg = _derive(cfg, stats, len(caches["train"]))
@@ -312,17 +342,19 @@ def setup_run(cfg:TrainConfig, rank:int=0, world:int=1, device:str="cpu") -> Tra
     if world > 1: step_mod = nn.parallel.DistributedDataParallel(step_mod, broadcast_buffers=False)
     tf = dict(train=overhead_train_transform(clip.image_size, cfg.overhead_mean, cfg.overhead_std),
               eval=overhead_eval_transform(clip.image_size, cfg.overhead_mean, cfg.overhead_std))
-    return TrainState(cfg=cfg, clip=clip, model=model, loss_fn=loss_fn, step_mod=step_mod, opt=opt, sched=sched, caches=caches,
-                      tf=tf, ground_enc=GroundEncoder(clip).to(device).eval(), train_shards=train_sh, val_shards=val_sh,
-                      counts=counts, rank=rank, world=world, device=device, step=step, pos=pos, rng=rng)
+    return TrainState(cfg=cfg, clip=clip, model=model, loss_fn=loss_fn, step_mod=step_mod, opt=opt, sched=sched,
+                      caches=caches, tf=tf, ground_enc=GroundEncoder(clip).to(device).eval(), train_shards=train_sh,
+                      val_shards=val_sh, counts=counts, rank=rank, world=world, device=device, step=step, pos=pos,
+                      rng=rng)
 
 # %% ../nbs/05_train.ipynb #3a4651e2
 def train(cfg:TrainConfig, # all settings
-          callback=None, # called as callback(step, dict(keys, loss, model, loss_fn, rank, world, ...)) after every step on every rank
+          callback=None, # callback(step, dict(keys, loss, model, loss_fn, rank, world, ...)) after each step, all ranks
          ) -> TrainState:
     "Train Sat2Cap as configured; return the final state (model, loss_fn, the config used, ...)."
     rank, world, device = setup_dist(cfg.device, cfg.dist_timeout_min)
-    with torch_threads(0 if device.startswith("cuda") else cfg.cpu_threads): return _train(cfg, callback, rank, world, device)
+    with torch_threads(0 if device.startswith("cuda") else cfg.cpu_threads):
+        return _train(cfg, callback, rank, world, device)
 
 def _ground(S:TrainState, b:dict) -> torch.Tensor:
     "Return the batch's (B, D) ground embeddings: looked up in the cache, or computed by the frozen encoder."
@@ -331,16 +363,19 @@ def _ground(S:TrainState, b:dict) -> torch.Tensor:
         return S.ground_enc(b["ground"].to(S.device, non_blocking=True)).float()
 
 def _log_step(S:TrainState, loss:float, counts:dict, t0:float, n0:int, pbar):
-    "Append loss, temperature, lr and speed (rank 0) and every rank's decoded and skipped sample counts to metrics.jsonl (all ranks call it)."
+    ("Append loss, temperature, lr and speed (rank 0) and every rank's decoded and skipped sample counts to "
+     "metrics.jsonl (all ranks call it).")
     cfg = S.cfg
     mine = torch.tensor([[counts["decoded"], counts["skipped"]]], device=S.device)   # (1, 2)
     every = gather_all(mine).tolist()                     # (world, 2): every rank's counts
     if S.rank != 0: return
     sps = (S.step - n0) * cfg.batch_size * S.world / (time.time() - t0)
-    rec = dict(step=S.step, loss=round(loss, 5), tau=round(S.loss_fn.tau, 5), lr=S.sched.get_last_lr()[0], samples_per_s=round(sps, 1))
+    rec = dict(step=S.step, loss=round(loss, 5), tau=round(S.loss_fn.tau, 5), lr=S.sched.get_last_lr()[0],
+               samples_per_s=round(sps, 1))
     _log(Path(cfg.out), rec)
     for r, (dec, skipped) in enumerate(every):
-        _log(Path(cfg.out), dict(step=S.step, rank=r, decoded=int(dec), skipped=int(skipped), trained=(S.step - n0) * cfg.batch_size))
+        _log(Path(cfg.out), dict(step=S.step, rank=r, decoded=int(dec), skipped=int(skipped),
+                                 trained=(S.step - n0) * cfg.batch_size))
     pbar.set_postfix(loss=rec["loss"], tau=rec["tau"], sps=rec["samples_per_s"])
 
 def _train(cfg, callback, rank, world, device):
@@ -383,7 +418,8 @@ def validate(S:TrainState, cfg:TrainConfig, device:str) -> dict:
     "Return overhead->ground R@k on the first `eval_samples` validation samples (RNG untouched)."
     S.model.eval()
     with preserve_rng():
-        emb = embed_samples(S.model, S.val_shards, S.tf["eval"], cfg.eval_samples, S.caches["val"], device=device, precision=cfg.precision)
+        emb = embed_samples(S.model, S.val_shards, S.tf["eval"], cfg.eval_samples, S.caches["val"], device=device,
+                            precision=cfg.precision)
         m = {f"val/{k}": v for k, v in evaluate(S.model, emb).items()}
     S.model.train()
     return m
@@ -391,7 +427,9 @@ def validate(S:TrainState, cfg:TrainConfig, device:str) -> dict:
 # %% ../nbs/05_train.ipynb #b75c218a
 class _ImageOnly(nn.Module):
     "Expose an image encoder as `encode_image` (for the CLIP baseline)."
-    def __init__(self, enc): super().__init__(); self.enc = enc
+    def __init__(self, enc):
+        super().__init__()
+        self.enc = enc
     def encode_image(self, x): return self.enc(x)
 
 @torch.no_grad()
@@ -420,7 +458,8 @@ def evaluate_run(run, # a `Run` or a run folder
 
 # %% ../nbs/05_train.ipynb #b8d9d463
 PRESETS = {"synthworld": {}, "paper": PAPER}
-RUN_FILES = ("config.json", "metrics.jsonl", "overhead_stats.json", "checkpoints", "clip", "maps")  # a run's files (cache/ is keyed by content: kept)
+# a run's files (cache/ is keyed by content: kept)
+RUN_FILES = ("config.json", "metrics.jsonl", "overhead_stats.json", "checkpoints", "clip", "maps")
 
 def is_tiny_clip(spec:str, # a --clip value
                 ) -> bool:
@@ -435,7 +474,8 @@ def is_tiny_clip(spec:str, # a --clip value
 def data_fingerprint(data, # dataset folder
                     ) -> str:
     "Return a short hash of the names and sizes of `data`'s train and val shards (the same data moved keeps it)."
-    files = [(f"{s}/{p.name}", p.stat().st_size) for s in ("train", "val") for p in sorted((Path(data) / s).glob("*.tar"))]
+    files = [(f"{s}/{p.name}", p.stat().st_size) for s in ("train", "val")
+             for p in sorted((Path(data) / s).glob("*.tar"))]
     return hashlib.sha1(json.dumps(files).encode()).hexdigest()[:16]
 
 def count_until(shards:list, # webdataset .tar shards
@@ -467,7 +507,8 @@ def clear_run(out):
 # %% ../nbs/05_train.ipynb #0bbb5e87
 def check_config(cfg:TrainConfig):
     "Raise a one-line Sat2CapError for the first setting of `cfg` that cannot work (before any work starts)."
-    for k in ("steps", "batch_size", "queue_size", "lr", "T_0", "tau", "eval_samples", "ckpt_every", "keep_ckpts", "log_every"):
+    for k in ("steps", "batch_size", "queue_size", "lr", "T_0", "tau", "eval_samples", "ckpt_every", "keep_ckpts",
+              "log_every"):
         check_positive(f"--{k.replace('_', '-')}", getattr(cfg, k))
     for k in ("eval_every", "num_workers", "cpu_threads", "seed", "weight_decay", "eta_min"):
         check_nonneg(f"--{k.replace('_', '-')}", getattr(cfg, k))
@@ -486,7 +527,8 @@ def _check_batch(cfg:TrainConfig):
     have = count_until(split_shards(cfg.data, "train"), need)
     if have < need:
         per = f" ({cfg.batch_size} per process x {world} processes)" if world > 1 else ""
-        raise Sat2CapError(f"--batch-size {need}{per} is larger than the {have} training samples in {Path(cfg.data) / 'train'}; use --batch-size {max(1, have // world)} or less")
+        raise Sat2CapError(f"--batch-size {need}{per} is larger than the {have} training samples in "
+                           f"{Path(cfg.data) / 'train'}; use --batch-size {max(1, have // world)} or less")
 
 def make_config(data:str, # dataset folder with train/ and val/ shards
                 out:str, # run folder
@@ -495,7 +537,8 @@ def make_config(data:str, # dataset folder with train/ and val/ shards
                 overwrite:bool=False, # start afresh even if `out` holds a run (its files are deleted by `clear_run`)
                 **overrides, # TrainConfig fields (None: keep the preset's or saved value)
                ) -> TrainConfig:
-    "Build and check the config of a fresh run from a preset, or of a resumed one from its saved config; apply `overrides`."
+    ("Build and check the config of a fresh run from a preset, or of a resumed one from its saved "
+     "config; apply `overrides`.")
     if resume and overwrite: raise Sat2CapError("--resume and --overwrite contradict each other: give one")
     if preset is not None: check_choice("--preset", preset, tuple(PRESETS))
     check_out_dir(out)
@@ -504,7 +547,9 @@ def make_config(data:str, # dataset folder with train/ and val/ shards
     if resume and saved.exists(): cfg = _resumed(TrainConfig.load(saved), data, out, preset)
     else:
         held = run_state(out) if rank0 and not overwrite and not resume else ""
-        if held: raise Sat2CapError(f"--out {out} already holds {held}; pass --resume to continue it or --overwrite to start afresh")
+        if held:
+            raise Sat2CapError(f"--out {out} already holds {held}; pass --resume to continue it or "
+                               "--overwrite to start afresh")
         clip = overrides.get("clip") or TrainConfig.clip
         preset = preset or ("synthworld" if is_tiny_clip(clip) else "paper")
         cfg = TrainConfig(data=str(data), out=str(out), preset=preset, **PRESETS[preset])
@@ -517,12 +562,14 @@ def make_config(data:str, # dataset folder with train/ and val/ shards
     return cfg
 
 def _resumed(cfg:TrainConfig, data, out, preset:str|None) -> TrainConfig:
-    "Point a saved config at the run folder `out` it was found in and at `data`, after checking `data` is the run's data."
-    if preset is not None and preset != cfg.preset: raise Sat2CapError(f"--preset {preset}: the run in {out} was trained with preset {cfg.preset}")
+    ("Point a saved config at the run folder `out` it was found in and at `data`, after checking "
+     "`data` is the run's data.")
+    if preset is not None and preset != cfg.preset:
+        raise Sat2CapError(f"--preset {preset}: the run in {out} was trained with preset {cfg.preset}")
     fp = data_fingerprint(data)
     if cfg.data_fingerprint and fp != cfg.data_fingerprint:
-        raise Sat2CapError(f"{data} is not the data the run in {out} was trained on (its train/val shards differ from {cfg.data}'s); "
-                           "resume with the same dataset or start a new run")
+        raise Sat2CapError(f"{data} is not the data the run in {out} was trained on (its train/val shards "
+                           f"differ from {cfg.data}'s); resume with the same dataset or start a new run")
     cfg.data, cfg.out, cfg.data_fingerprint = str(data), str(out), fp
     return cfg
 
@@ -549,8 +596,9 @@ def train_cli(data:str, # dataset folder with train/ and val/ webdataset shards
               strict:store_true=False, # stop at the first bad sample or cut-short shard, naming shard and key (default: skip and count)
              ):
     "Train Sat2Cap on a dataset of webdataset shards."
-    opts = dict(clip=clip, steps=steps, batch_size=batch_size, queue_size=queue_size, lr=lr, num_workers=num_workers, cpu_threads=cpu_threads,
-                eval_every=eval_every, ckpt_every=ckpt_every, seed=seed, precision=precision, device=device, use_cache=False if no_cache else None)
+    opts = dict(clip=clip, steps=steps, batch_size=batch_size, queue_size=queue_size, lr=lr, num_workers=num_workers,
+                cpu_threads=cpu_threads, eval_every=eval_every, ckpt_every=ckpt_every, seed=seed, precision=precision,
+                device=device, use_cache=False if no_cache else None)
     rank0 = int(os.environ.get("RANK", 0)) == 0
     with run_lock(out) if rank0 else nullcontext():       # under torchrun rank 0 holds the folder for every rank
         cfg = make_config(data, out, preset, resume, overwrite, **opts)
