@@ -11,7 +11,9 @@ from fastcore.script import call_parse, store_true
 from .core import Sat2CapError, write_json, progress, check_out_dir
 from .data import strict_reading
 from .core import atomic_path
-from .synthworld import SynthWorld, write_synthworld, prompt_concepts
+from .world import SynthWorld
+from .concepts import prompt_concepts
+from .synthworld import write_synthworld
 from .encoders import pretrain_clip
 from .runs import load_run
 from .train import make_config, train, evaluate_run
