@@ -56,11 +56,15 @@ def run_stage(out:Path, # demo output folder
     if (d / "stage.json").exists():
         print(f"[demo] {name}: reusing {d}")
         return d, json.loads((d / "stage.json").read_text())["result"]
-    tmp = d.with_name(d.name + ".partial"); shutil.rmtree(tmp, ignore_errors=True); tmp.mkdir(parents=True)
-    print(f"[demo] {name}: running into {d}"); t0 = time.time()
+    tmp = d.with_name(d.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    print(f"[demo] {name}: running into {d}")
+    t0 = time.time()
     result = fn(tmp)
     write_json({"settings": settings, "result": result, "seconds": round(time.time() - t0, 1)}, tmp / "stage.json")
-    shutil.rmtree(d, ignore_errors=True); tmp.rename(d)
+    shutil.rmtree(d, ignore_errors=True)
+    tmp.rename(d)
     return d, result
 
 # %% ../nbs/11_demo.ipynb #547200df
@@ -121,7 +125,8 @@ def retrieval_figures(d:Path, run, world, data:Path, n:int) -> dict:
     step = world.config.tile_deg                                            # Fig. 4 searches the held-out test tiles
     tiles = R.load_region_tiles(run, Path(data) / "test", d / "test_tile_embeddings.parquet", size=(step, step))
     text = R.text_scores(run, tiles, world)
-    R.text_to_overhead_figure(run, tiles, path=d / "fig4_text_to_overhead.png", landcover=world.landcover(tiles.region.lat, tiles.region.lon))
+    R.text_to_overhead_figure(run, tiles, path=d / "fig4_text_to_overhead.png",
+                              landcover=world.landcover(tiles.region.lat, tiles.region.lon))
     return {"night_share": night, "text_to_overhead": json.loads(text.reset_index().to_json(orient="records"))}
 
 def caption_figures(d:Path, run, world, data:Path, steps:int) -> dict:
@@ -129,14 +134,18 @@ def caption_figures(d:Path, run, world, data:Path, steps:int) -> dict:
     cap = C.train_captioner(data, run.clip, d / "captioner", steps=steps)
     res = C.caption_at_times(run, cap, data, limit=100)
     table = C.agreement(world, res)
-    t = max(C.read_samples(data, "test", with_ground=False), key=lambda s: s["truth"]["landcover"]["beach"])   # the most beach of any test tile
-    if t["truth"]["landcover"]["beach"] == 0: raise Sat2CapError(f"no beach tile in the test split of {data}: use more --n-samples")
+    # the most beach of any test tile
+    t = max(C.read_samples(data, "test", with_ground=False), key=lambda s: s["truth"]["landcover"]["beach"])
+    if t["truth"]["landcover"]["beach"] == 0:
+        raise Sat2CapError(f"no beach tile in the test split of {data}: use more --n-samples")
     rows = C.dynamic_captions(run, cap, t["overhead"], t["lat"], t["lon"], world=world)
     C.plot_caption_table(t["overhead"], rows, path=d / "fig2_dynamic_captions.png")
-    coast = {("landcover", "beach"), ("landcover", "water"), ("activity", "sailing"), ("activity", "beachwalk"), ("activity", "sandplay")}
+    coast = {("landcover", "beach"), ("landcover", "water"), ("activity", "sailing"), ("activity", "beachwalk"),
+             ("activity", "sandplay")}
     fig2 = [{"embedding": k, "caption": c, "names the coast": bool(coast & set(prompt_concepts(c)))} for k, c in rows]
     return {"caption_agreement": json.loads(table.to_json()), "fig2_captions": fig2,
-            "fig2_tile": {"lat": t["lat"], "lon": t["lon"], "beach": t["truth"]["landcover"]["beach"], "water": t["truth"]["landcover"]["water"]}}
+            "fig2_tile": {"lat": t["lat"], "lon": t["lon"], "beach": t["truth"]["landcover"]["beach"],
+                          "water": t["truth"]["landcover"]["water"]}}
 
 # %% ../nbs/11_demo.ipynb #721d2c0d
 def figures_stage(out, cfg:DemoConfig, world:Path, run:Path) -> tuple:
@@ -156,13 +165,16 @@ def _table(rows:list, cols:list) -> str:
                      ["| " + " | ".join(fmt(r.get(c, "")) for c in cols) + " |" for r in rows])
 
 def _night_table(ns:dict) -> str:
-    "Format `night_scores` as a table: night share of the top 9 at 23:00 and 08:00, with and without the dynamic encoder."
+    ("Format `night_scores` as a table: night share of the top 9 at 23:00 and 08:00, with and "
+     "without the dynamic encoder.")
     rows = [{"embedding": k, **v} for k, v in ns.items() if isinstance(v, dict)]
-    return _table(rows, ["embedding", "23:00", "08:00"]) + f"\n\nnight photos in the whole gallery: {ns['gallery night share']:.3f}"
+    table = _table(rows, ["embedding", "23:00", "08:00"])
+    return table + f"\n\nnight photos in the whole gallery: {ns['gallery night share']:.3f}"
 
 def _by_field_table(agree:dict) -> str:
     "Format caption agreement {embedding: {field: share}} with a row per field and a column per embedding."
-    cols = list(agree); fields = list(next(iter(agree.values())))
+    cols = list(agree)
+    fields = list(next(iter(agree.values())))
     return _table([{"field": f, **{c: agree[c][f] for c in cols}} for f in fields], ["field", *cols])
 
 def score_rows(ev:dict) -> list:
@@ -179,9 +191,11 @@ def _ceiling_table(ev:dict) -> str:
     "Format the evaluation's retrieval ceiling and the models' fractions of it (overhead->ground)."
     c = ev.get("ceiling")
     if not c: return "no ceiling (the data is not a SynthWorld with truth tables)"
-    rows = [{"model": f"Bayes ceiling, {'with' if k == 'with_meta' else 'without'} date/time", **c[k]} for k in ("with_meta", "no_meta")]
+    rows = [{"model": f"Bayes ceiling, {'with' if k == 'with_meta' else 'without'} date/time", **c[k]}
+            for k in ("with_meta", "no_meta")]
     rows += [{"model": f"{m} / ceiling", **v} for m, v in c["fraction_of_ceiling"].items()]
-    return _table(rows, ["model", "R@1", "R@5", "R@10", "median_rank"]) + "\n\nsat2cap_meta is compared with the ceiling with date/time, the others with the ceiling without."
+    return _table(rows, ["model", "R@1", "R@5", "R@10",
+                         "median_rank"]) + "\n\nsat2cap_meta is compared with the ceiling with date/time, the others with the ceiling without."
 
 # %% ../nbs/11_demo.ipynb #e04a8c8a
 def write_report(out:Path, # demo folder
@@ -197,10 +211,13 @@ def write_report(out:Path, # demo folder
              "## Retrieval ceiling (overhead→ground)", _ceiling_table(ev),
              "## Zero-shot map AUC (CONUS region grid)", _table(f["map_auc"], ["prompt", "when", "auc", "no_meta_auc"]),
              "## Held-out paraphrases: map AUC (CONUS region grid)",
-             _table(f["paraphrase_auc"] + [_mean_row(f["paraphrase_auc"], ["auc", "no_meta_auc"])], ["prompt", "when", "auc", "no_meta_auc", "positives"]),
+             _table(f["paraphrase_auc"] + [_mean_row(f["paraphrase_auc"], ["auc", "no_meta_auc"])],
+                    ["prompt", "when", "auc", "no_meta_auc", "positives"]),
              "## Night share of the top-9 ground photos", _night_table(f["night_share"]),
-             "## Text→overhead agreement (Fig. 4, held-out test tiles)", _table(f["text_to_overhead"], list(f["text_to_overhead"][0])),
-             "## Dynamic captions of the most coastal test tile (Fig. 2)", _table(f["fig2_captions"], ["embedding", "caption", "names the coast"]),
+             "## Text→overhead agreement (Fig. 4, held-out test tiles)",
+             _table(f["text_to_overhead"], list(f["text_to_overhead"][0])),
+             "## Dynamic captions of the most coastal test tile (Fig. 2)",
+             _table(f["fig2_captions"], ["embedding", "caption", "names the coast"]),
              "## Caption agreement with the truth", _by_field_table(f["caption_agreement"]),
              "## Figures"] + [f"### {p.stem}\n![{p.stem}]({p.relative_to(out)})" for p in sorted(figs.glob("*.png"))]
     return write_text(out / "report.md", "\n\n".join(parts) + "\n")
@@ -216,7 +233,9 @@ def demo(out="demo_out", # folder for every stage and the report
          **overrides, # DemoConfig fields
         ) -> Path:
     "Run the whole SynthWorld pipeline, reusing finished stages; return the report's path."
-    cfg = DemoConfig(**{**(QUICK if quick else {}), **overrides}); out = Path(out); out.mkdir(parents=True, exist_ok=True)
+    cfg = DemoConfig(**{**(QUICK if quick else {}), **overrides})
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
     res = {}
     world, res["world"] = world_stage(out, cfg)
     clip, res["clip"] = clip_stage(out, cfg, world)
