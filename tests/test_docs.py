@@ -320,3 +320,16 @@ def test_build_cleanup_rules():
     assert [c['cell_type'] for c in cells] == ['markdown', 'code']
     assert cells[0]['source'].startswith('| a | b |') and cells[1]['outputs'] == [img]
     assert 'remove-input' in cells[1]['metadata']['tags']
+
+def test_slow_cells_are_not_run_by_the_docs_build():
+    "nbdev's docs processing executes every cell that imports something: `#| slow`/`#| gpu` cells keep imports in a cell of their own."
+    import ast
+    bad = []
+    for nb in _notebooks():
+        for c in json.loads((NBS/nb).read_text(encoding='utf-8'))['cells']:
+            src = ''.join(c['source']) if c['cell_type'] == 'code' else ''
+            if not re.search(r'^#\|\s*(slow|gpu)\b', src, re.M): continue
+            body = ast.parse('\n'.join(l for l in src.splitlines() if not l.lstrip().startswith(('%', '!')))).body
+            imports = [n for n in body if isinstance(n, (ast.Import, ast.ImportFrom))]
+            if imports and len(imports) < len(body): bad.append(f'{nb} cell {c.get("id")}')
+    assert not bad, f'slow cells mixing imports with other code (the docs build would run them): {bad}'
