@@ -8,11 +8,10 @@ import json, math, sys, datetime as dt
 from pathlib import Path
 import numpy as np, torch
 from fastcore.script import call_parse, store_true
-from .core import Sat2CapError, data_path, is_complete, mark_complete
+from .core import Sat2CapError, data_path, is_complete, mark_complete, save_figure
 from .data import strict_reading
 from .embed import Region, as_region, similarity_map, parse_when, load_region, embed_region
 from .embed import StreamedMap, stream_similarity, tiles_in_box, format_when, open_region
-from .core import save_figure
 from .embed import tile_sources, read_tiles, month_hour
 from .runs import load_run
 from .world import SynthWorld, BBOX, ACTIVITIES, LANDCOVER, concept_truth, sun_hours, frac_month

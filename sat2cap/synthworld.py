@@ -13,8 +13,8 @@ from fastcore.script import call_parse
 from .core import (Sat2CapError, data_path, write_json, atomic_path, progress, check_positive, check_nonneg,
                           check_out_dir)
 from .world import VERSION, LANDCOVER, ACTIVITIES, PHASES, SEASONS, BBOX, RES, KM_PER_DEG, RIDGES, SynthWorld
-from .world import frac_month, day_phase, season, coast_km, _coast_field, sun_hours, concept_truth
-from .concepts import make_caption, prompt_concepts, caption_vocabulary, ACTIVITY_PHRASES
+from .world import frac_month, day_phase, season, coast_km, _coast_field
+from .concepts import make_caption
 from .render import render_overhead, render_ground
 
 # %% auto #0

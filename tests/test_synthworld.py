@@ -9,8 +9,9 @@ import pytest
 import webdataset as wds
 from PIL import Image
 
-from sat2cap.synthworld import (ACTIVITIES, KM_PER_DEG, LANDCOVER, SynthWorld, frac_month, prompt_concepts,
-                                write_synthworld)
+from sat2cap.world import ACTIVITIES, KM_PER_DEG, LANDCOVER, SynthWorld, frac_month
+from sat2cap.concepts import prompt_concepts
+from sat2cap.synthworld import write_synthworld
 
 SAT2CAP = shutil.which("sat2cap") or str(Path(sys.executable).parent / "sat2cap")
 OFFICIAL = {"groundlevel.jpg", "overhead.jpg", "metadata.json"}
