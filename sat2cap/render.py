@@ -425,6 +425,16 @@ def _season_tint(img:np.ndarray, ground:np.ndarray, season_i:int, snow:float, rn
         img[m] = 0.15 * img[m] + 0.85 * np.float32([238, 241, 248])
     return img
 
+# light and colour grade by season, over the whole photo: pale cool winter, fresh spring, warm summer, amber autumn
+_GRADE = {0: (0.88, 0.95, 1.10), 1: (0.90, 1.08, 0.94), 2: (1.08, 1.02, 0.86), 3: (1.16, 0.93, 0.72)}
+
+def _season_grade(img:np.ndarray, # (S, S, 3) float photo
+                  season_i:int, # index into SEASONS
+                 ) -> np.ndarray:
+    "Return the photo colour-graded for its season (winter also loses half its saturation)."
+    if season_i == 0: img = 0.5 * img + 0.5 * img.mean(-1, keepdims=True)
+    return img * np.float32(_GRADE[season_i])
+
 def render_ground(place:str, # land cover at the photo ('beach', ...)
                   activity:str, # activity in `ACTIVITIES`
                   hour:float, # local solar hour (float)
@@ -451,7 +461,7 @@ def render_ground(place:str, # land cover at the photo ('beach', ...)
     SPRITES[activity](cv, hz, rng)
     G = np.asarray(cv.img, dtype=np.float32)
     a, L = G[..., 3:] / 255, 0.22 + 0.78 * light
-    img = _sky(S, ph, rng) * (1 - a) + G[..., :3] * L * a
+    img = _season_grade(_sky(S, ph, rng) * (1 - a) + G[..., :3] * L * a, int(season(month)))
     out = Image.fromarray(np.clip(img, 0, 255).astype(np.uint8))
     if light < 0.6: _draw_lights(out, cv)
     return out
