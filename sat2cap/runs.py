@@ -16,14 +16,23 @@ from .encoders import load_clip
 from .dynamic import Sat2Cap
 
 # %% auto #0
-__all__ = ['BROKEN', 'auto_workers', 'TrainConfig', 'complete_checkpoints', 'load_checkpoint', 'Run', 'load_run']
+__all__ = ['BROKEN', 'rank_cores', 'auto_workers', 'auto_threads', 'TrainConfig', 'complete_checkpoints', 'load_checkpoint',
+           'Run', 'load_run']
 
 # %% ../nbs/04b_runs.ipynb #c53351fa
+def rank_cores() -> int:
+    "Return the CPU cores of this rank's share of the node (all of them without torchrun)."
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, cores // int(os.environ.get("LOCAL_WORLD_SIZE", 1)))
+
 def auto_workers() -> int:
     "Loader workers per rank: the CPU cores of this rank's share of the node minus one (for the step), 1 to 8."
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    per_rank = cores // int(os.environ.get("LOCAL_WORLD_SIZE", 1))
-    return max(1, min(8, per_rank - 1))
+    return max(1, min(8, rank_cores() - 1))
+
+def auto_threads(num_workers:int, # loader worker processes of this rank
+                ) -> int:
+    "Return torch threads for a CPU training step: the rank's cores its loader workers leave, at least 1."
+    return max(1, rank_cores() - num_workers)
 
 # %% ../nbs/04b_runs.ipynb #a1f0c006
 @dataclass
@@ -51,7 +60,7 @@ class TrainConfig:
     log_every: int = 10             # steps between metrics.jsonl lines
     seed: int = 0                   # seed for init, data order, augmentation and metadata dropout
     num_workers: int = field(default_factory=auto_workers)  # loader workers per rank (default: CPU cores - 1, 1 to 8)
-    cpu_threads: int = 0            # torch intra-op threads while training on CPU (0 = leave torch's setting)
+    cpu_threads: int = 0            # torch intra-op threads while training on CPU (0 = auto_threads: the cores left)
     precision: str = "auto"         # auto (bf16 autocast on CUDA, fp32 on CPU) | bf16 | fp32
     device: str = ""                # "" picks cuda when present, else cpu
     use_cache: bool = True          # read ground embeddings from the cache instead of recomputing them

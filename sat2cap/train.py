@@ -26,7 +26,7 @@ from .encoders import (load_clip, save_clip, GroundEncoder, TINY, CONFIG_NAME, t
     retrieval_metrics)
 from .dynamic import Sat2Cap
 from .loss import MemoryBankLoss, GroundCache, ground_cache, gather_all
-from .runs import TrainConfig, Run, load_run, complete_checkpoints, load_checkpoint
+from .runs import TrainConfig, Run, load_run, complete_checkpoints, load_checkpoint, auto_threads
 from .synthworld import ceiling_report
 
 # %% auto #0
@@ -353,7 +353,7 @@ def train(cfg:TrainConfig, # all settings
          ) -> TrainState:
     "Train Sat2Cap as configured; return the final state (model, loss_fn, the config used, ...)."
     rank, world, device = setup_dist(cfg.device, cfg.dist_timeout_min)
-    with torch_threads(0 if device.startswith("cuda") else cfg.cpu_threads):
+    with torch_threads(0 if device.startswith("cuda") else cfg.cpu_threads or auto_threads(cfg.num_workers)):
         return _train(cfg, callback, rank, world, device)
 
 def _ground(S:TrainState, b:dict) -> torch.Tensor:
@@ -584,7 +584,7 @@ def train_cli(data:str, # dataset folder with train/ and val/ webdataset shards
               queue_size:int=None, # memory-bank size K (default 9600, capped at half the training set)
               lr:float=None, # AdamW learning rate
               num_workers:int=None, # data-loader workers per process
-              cpu_threads:int=None, # torch threads while training on CPU (0 = torch's default)
+              cpu_threads:int=None, # torch threads while training on CPU (0 = the cores the loader workers leave)
               eval_every:int=None, # steps between validations (0 = never)
               ckpt_every:int=None, # steps between checkpoints
               seed:int=None, # random seed
