@@ -39,8 +39,8 @@ class DemoConfig:
 
 QUICK = dict(n_samples=2500, region_step=2.0, clip_steps=150, train_steps=300, batch_size=32, gallery=200,
              caption_steps=100)
-# 2,500 pairs: paraphrase map AUC 0.865 and night share 0.857 / 0.003, in the same ~100 s as 1,500 pairs
-# (0.782; 0.769 / 0.013); more CLIP steps (250) scored worse (0.760), more Sat2Cap steps (500) barely better (0.789)
+# 2,500 pairs: paraphrase map AUC 0.855 and night share 0.886 / 0.000 in ~140 s (1,500 pairs: 0.782; 0.769 / 0.013);
+# more CLIP steps (250) scored worse (0.760), more Sat2Cap steps (500) barely better (0.789)
 
 # %% ../nbs/11_demo.ipynb #d8653d4b
 def stage_hash(settings:dict, # the stage's settings, including upstream stage folders
