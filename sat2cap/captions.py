@@ -45,19 +45,32 @@ def tokenize(text:str, # a caption
 # %% ../nbs/08_captions.ipynb #9362c999
 class WordVocab:
     "Word-level vocabulary: words ↔ ids, with padding, end-of-caption and unknown tokens."
-    def __init__(self, words:list[str]): # the vocabulary's words, specials first
-        self.itos = list(words)
+    def __init__(self, words:list[str], # the vocabulary's words, specials first
+                 once=(), # words no training caption repeats: decoding writes each at most once
+                ):
+        self.itos, self.once = list(words), sorted(once)
         self.stoi = {w: i for i, w in enumerate(self.itos)}
         if self.itos[:3] != _SPECIAL:
             raise Sat2CapError(f"a vocabulary must start with {_SPECIAL}, got {self.itos[:3]}")
+        if set(self.once) - set(self.stoi):
+            raise Sat2CapError(f"`once` names words outside the vocabulary: {sorted(set(self.once) - set(self.stoi))[:5]}")
 
     @classmethod
     def build(cls, captions, # training captions
               min_count:int=1, # drop rarer words (they decode as <unk>)
              ) -> WordVocab:
         "Build the vocabulary of `captions`, most frequent words first."
-        c = Counter(w for t in captions for w in tokenize(t))
-        return cls(_SPECIAL + sorted((w for w in c if c[w] >= min_count), key=lambda w: (-c[w], w)))
+        toks = [tokenize(t) for t in captions]
+        c = Counter(w for t in toks for w in t)
+        repeated = {w for t in toks for w, k in Counter(t).items() if k > 1}
+        words = sorted((w for w in c if c[w] >= min_count), key=lambda w: (-c[w], w))
+        return cls(_SPECIAL + words, [w for w in words if w not in repeated])
+
+    def once_mask(self) -> torch.Tensor:
+        "Return the (V,) True where an id may appear at most once in a caption."
+        m = torch.zeros(len(self.itos), dtype=torch.bool)
+        m[[self.stoi[w] for w in self.once]] = True
+        return m
 
     eos_id = EOS
     def __len__(self): return len(self.itos)
@@ -165,16 +178,28 @@ def caption_loss(model, # a captioner (prefix/tok_embed/logits)
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=-100)
 
 # %% ../nbs/08_captions.ipynb #86977e53
+def _block_written(logits, # (B, V) next-id scores
+                   written, # (B, T) ids written so far
+                   once, # (V,) True for ids written at most once
+                  ):
+    "Return `logits` with -inf where an id in `once` was already written."
+    seen = torch.zeros_like(logits, dtype=torch.bool)  # (B, V)
+    if written.numel(): seen.scatter_(1, written.to(logits.device), True)
+    return logits.masked_fill(seen & once.to(logits.device), float("-inf"))
+
 @torch.no_grad()
 def greedy_decode(model, # a captioner
                   emb, # (B, D) unit CLIP embeddings
                   max_len:int, # most ids, <eos> included
+                  once=None, # (V,) True for ids written at most once per caption (`WordVocab.once_mask`)
                  ) -> list[list[int]]:
     "Return the most likely next id at each step, per embedding, until `<eos>` or `max_len`."
     x, out, eos = model.prefix(emb), torch.zeros(len(emb), 0, dtype=torch.long), model.eos_id
     done = torch.zeros(len(emb), dtype=torch.bool)
     for _ in range(max_len):
-        nxt = model.logits(x)[:, -1].argmax(-1)  # (B,)
+        logits = model.logits(x)[:, -1]  # (B, V)
+        if once is not None: logits = _block_written(logits, out, once)
+        nxt = logits.argmax(-1)  # (B,)
         out = torch.cat([out, nxt[:, None]], 1)
         done |= nxt == eos
         if done.all(): break
@@ -188,12 +213,15 @@ def beam_decode(model, # a captioner
                 max_len:int, # most ids, <eos> included
                 beam:int=3, # partial captions kept per step
                 length_penalty:float=1.0, # finished score = log-prob / length**length_penalty
+                once=None, # (V,) True for ids written at most once per caption (`WordVocab.once_mask`)
                ) -> list[int]:
     "Return the best caption ids for one embedding by beam search."
     x, seqs, lp = model.prefix(emb[None]), [[]], torch.zeros(1)
     finished = []
     for t in range(max_len):
-        logp = model.logits(x)[:, -1].log_softmax(-1) + lp[:, None]  # (b, V)
+        logp = model.logits(x)[:, -1].log_softmax(-1)  # (b, V)
+        if once is not None: logp = _block_written(logp, torch.tensor(seqs, dtype=torch.long), once)
+        logp = logp + lp[:, None]
         top, flat = logp.flatten().topk(min(beam, logp.numel()))
         rows, toks = flat // logp.shape[1], flat % logp.shape[1]
         keep = []
@@ -228,7 +256,9 @@ class Captioner:
                                f"width {self.cfg.embed_dim}")
         self.model.eval()
         n = max_len or self.cfg.max_len
-        ids = greedy_decode(self.model, emb, n) if beam == 1 else [beam_decode(self.model, e, n, beam) for e in emb]
+        once = self.vocab.once_mask()
+        ids = (greedy_decode(self.model, emb, n, once) if beam == 1
+               else [beam_decode(self.model, e, n, beam, once=once) for e in emb])
         return [self.vocab.decode(r) for r in ids]
 
 # %% ../nbs/08_captions.ipynb #d5732bcd
@@ -278,7 +308,7 @@ def save_captioner(cap:Captioner, # the captioner to save
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     cap.cfg.save(out/"captioner.json")
-    write_json(cap.vocab.itos, out/"vocab.json")
+    write_json(dict(words=cap.vocab.itos, once=cap.vocab.once), out/"vocab.json")
     with atomic_path(out/"captioner.safetensors") as tmp:
         save_file({k: v.contiguous() for k, v in cap.model.state_dict().items()}, str(tmp))
     return out
@@ -297,7 +327,10 @@ def load_captioner(path, # folder written by `save_captioner`
     path = _check_captioner(path)
     model = ClipCapDecoder(CaptionerConfig.load(path/"captioner.json"))
     model.load_state_dict(load_file(str(path/"captioner.safetensors")))
-    return Captioner(model, WordVocab(json.loads((path/"vocab.json").read_text())))
+    v = json.loads((path/"vocab.json").read_text())
+    v = v if isinstance(v, dict) else dict(words=v)   # captioners saved before `once` hold the word list only
+    if not isinstance(v.get("words"), list): raise Sat2CapError(f"{path/'vocab.json'} holds no word list")
+    return Captioner(model, WordVocab(v["words"], v.get("once", ())))
 
 # %% ../nbs/08_captions.ipynb #18ed3879
 def when_fields(when:str, # "YYYY-MM-DD HH:MM[:SS.0]"

@@ -22,7 +22,7 @@ import sat2cap.retrieval as R, sat2cap.captions as C, sat2cap.maps as maps
 # %% auto #0
 __all__ = ['QUICK', 'PAPER_PROMPTS', 'DemoConfig', 'stage_hash', 'run_stage', 'world_stage', 'clip_stage', 'train_stage',
            'eval_stage', 'map_figures', 'retrieval_figures', 'caption_figures', 'figures_stage', 'score_rows',
-           'write_report', 'write_text', 'demo', 'demo_cli']
+           'stage_times', 'write_report', 'write_text', 'demo', 'demo_cli']
 
 # %% ../nbs/11_demo.ipynb #f46a8fe0
 @dataclass
@@ -200,13 +200,22 @@ def _ceiling_table(ev:dict) -> str:
                          "median_rank"]) + "\n\nsat2cap_meta is compared with the ceiling with date/time, the others with the ceiling without."
 
 # %% ../nbs/11_demo.ipynb #e04a8c8a
+def stage_times(dirs:dict, # stage name -> finished stage folder
+               ) -> list:
+    "Return one row per stage with the seconds it took when it ran (reused stages keep their first time), and a total."
+    rows = [{"stage": k, "seconds": json.loads((Path(d) / "stage.json").read_text())["seconds"]} for k, d in dirs.items()]
+    return rows + [{"stage": "total", "seconds": round(sum(r["seconds"] for r in rows), 1)}]
+
 def write_report(out:Path, # demo folder
                  res:dict, # stage results by name
                  figs:Path, # the figures stage folder
+                 dirs:dict|None=None, # stage name -> folder, for the stage-time table
                 ) -> Path:
     "Write OUT/report.md with the score tables and every figure of the figures stage."
     ev, f = res["evaluate"], res["figures"]
-    parts = ["# sat2cap demo report", f"SynthWorld: {json.dumps(res['world'])}",
+    times = (["## Stage times (seconds, measured when each stage ran)", _table(stage_times(dirs), ["stage", "seconds"])]
+             if dirs else [])
+    parts = ["# sat2cap demo report", f"SynthWorld: {json.dumps(res['world'])}", *times,
              f"## Embedded CLIP\ncaption→photo R@10 {res['clip']['R@10']:.3f} (chance {res['clip']['chance_R@10']:.3f})",
              f"## Retrieval on a {ev['gallery']}-sample held-out gallery",
              _table(score_rows(ev), ["direction", "model", "R@1", "R@5", "R@10", "median_rank"]),
@@ -238,13 +247,13 @@ def demo(out="demo_out", # folder for every stage and the report
     cfg = DemoConfig(**{**(QUICK if quick else {}), **overrides})
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    res = {}
-    world, res["world"] = world_stage(out, cfg)
-    clip, res["clip"] = clip_stage(out, cfg, world)
-    run, _ = train_stage(out, cfg, world, clip)
-    _, res["evaluate"] = eval_stage(out, cfg, world, run)
-    figs, res["figures"] = figures_stage(out, cfg, world, run)
-    return write_report(out, res, figs)
+    res, dirs = {}, {}
+    dirs["world"], res["world"] = world_stage(out, cfg)
+    dirs["clip"], res["clip"] = clip_stage(out, cfg, dirs["world"])
+    dirs["train"], _ = train_stage(out, cfg, dirs["world"], dirs["clip"])
+    dirs["evaluate"], res["evaluate"] = eval_stage(out, cfg, dirs["world"], dirs["train"])
+    dirs["figures"], res["figures"] = figures_stage(out, cfg, dirs["world"], dirs["train"])
+    return write_report(out, res, dirs["figures"], dirs)
 
 @call_parse
 def demo_cli(out:str="demo_out", # folder for every stage and the report

@@ -195,17 +195,30 @@ def _near(lat, lon, ref_lat, ref_lon, km:float) -> np.ndarray:
     d, _ = cKDTree(_km_xy(ref_lat, ref_lon)).query(_km_xy(lat, lon), k=1)
     return d < km
 
+def _block_strata(world:SynthWorld, lat, lon, inv, n_blocks:int) -> np.ndarray:
+    "Return (B,) the stratum of each block: the rank of its rarest dominant land cover (0 = rarest in the world)."
+    dom = world.landcover(lat, lon).argmax(1)                                  # (N,)
+    rank = np.argsort(np.argsort(np.bincount(dom, minlength=len(LANDCOVER))))  # (C,) 0 = rarest class
+    out = np.full(n_blocks, len(LANDCOVER))
+    np.minimum.at(out, inv, rank[dom])
+    return out
+
 def _split_tiles(world:SynthWorld, lat, lon, rng) -> tuple:
-    ("Assign tiles to splits 0=train, 1=val, 2=test by spatial blocks; redraw train tiles in the buffer; "
-     "return (lat, lon, split).")
-    c, n = world.config, len(lat)
-    nv, nt = (max(1, round(n * c.val_frac)), max(1, round(n * c.test_frac))) if n >= 3 else (0, 0)
+    ("Assign tiles to splits 0=train, 1=val, 2=test by spatial blocks, stratified by their rarest land cover; "
+     "redraw train tiles in the buffer; return (lat, lon, split).")
+    c = world.config
     blk = _blocks(lat, lon, c.split_block)
     ub, inv, cnt = np.unique(blk, return_inverse=True, return_counts=True)
-    order = rng.permutation(len(ub))
-    before = np.cumsum(cnt[order]) - cnt[order]      # tiles in earlier blocks
-    bsplit = np.zeros(len(ub), int)
-    bsplit[order] = np.where(before < nv, 1, np.where(before < nv + nt, 2, 0))
+    strata, bsplit = _block_strata(world, lat, lon, inv, len(ub)), np.zeros(len(ub), int)
+    frac = np.array([1 - c.val_frac - c.test_frac, c.val_frac, c.test_frac])
+    for s in np.unique(strata):                       # each stratum's blocks in random order go to the split
+        got = np.zeros(3)                             # furthest below its share of the stratum's tiles
+        for b in rng.permutation(np.flatnonzero(strata == s)):
+            k = int(np.argmax(frac * (got.sum() + cnt[b]) - got))
+            bsplit[b], got[k] = k, got[k] + cnt[b]
+    for k in (1, 2):                                  # tiny worlds: val and test get a block while train keeps one
+        tr = np.flatnonzero(bsplit == 0)
+        if not (bsplit == k).any() and len(tr) > 1: bsplit[tr[np.argmin(cnt[tr])]] = k
     split = bsplit[inv]
     held, km = split > 0, c.split_buffer * c.tile_deg * KM_PER_DEG
     bad = ~held & _near(lat, lon, lat[held], lon[held], km)

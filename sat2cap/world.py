@@ -183,7 +183,7 @@ class WorldConfig:
     overhead_month:int = 7        # capture month of the overhead imagery (no seasonal snow in July)
     val_frac:float = 0.1          # share of tiles in val
     test_frac:float = 0.1         # share of tiles in test
-    split_block:float = 0.25      # side of the spatial blocks assigned whole to train, val or test, degrees
+    split_block:float = 0.25      # side of the spatial blocks dealt whole to train, val or test (per rarest-land-cover stratum), degrees
     split_buffer:float = 1.5      # no train tile within this many tile widths of a val/test tile (no footprint overlap)
     shard_size:int = 1000         # samples per shard
     jpeg_quality:int = 90         # fixed JPEG quality (determinism)

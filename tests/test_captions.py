@@ -51,6 +51,25 @@ def test_save_load_identical(toy, tmp_path):
     with pytest.raises(Sat2CapError, match="bogus"): load_captioner(tmp_path / "c")
 
 
+def test_words_no_caption_repeats_are_written_once(toy, tmp_path):
+    emb, cap = toy
+    assert "beach" in cap.vocab.once and "in" not in cap.vocab.once     # "in ... in ..." occurs in a training caption
+    torch.manual_seed(0)
+    m = ClipCapDecoder(CaptionerConfig(embed_dim=8, vocab_size=6, max_len=5, dropout=0.0)).eval()
+    with torch.no_grad(): m.head.weight.zero_(); m.head.weight[5] = 1.0; m.norm.bias.fill_(1.0)   # id 5 always wins
+    e = F.normalize(torch.randn(1, 8), dim=-1)
+    assert greedy_decode(m, e, 5)[0] == [5, 5, 5, 5, 5]
+    once = torch.tensor([False, False, False, False, False, True])
+    g = greedy_decode(m, e, 5, once)[0]
+    assert g[0] == 5 and 5 not in g[1:]
+    assert beam_decode(m, e[0], 5, beam=3, once=once).count(5) == 1
+    save_captioner(cap, tmp_path / "c")                                   # a captioner saved before `once` existed
+    (tmp_path / "c" / "vocab.json").write_text(json.dumps(cap.vocab.itos))
+    assert load_captioner(tmp_path / "c").vocab.once == []
+    (tmp_path / "c" / "vocab.json").write_text(json.dumps({"once": ["beach"]}))
+    with pytest.raises(Sat2CapError, match="no word list"): load_captioner(tmp_path / "c")
+
+
 def test_decoder_is_causal_and_loss_ignores_padding():
     torch.manual_seed(0)
     m = ClipCapDecoder(CaptionerConfig(embed_dim=8, vocab_size=20, max_len=6, dropout=0.0)).eval()
