@@ -39,11 +39,10 @@ class DemoConfig:
 
 QUICK = dict(n_samples=2500, region_step=2.0, clip_steps=150, train_steps=300, batch_size=32, gallery=200,
              caption_steps=100)
-# 2,500 pairs: night share 0.892 / 0.000 and paraphrase map AUC 0.764 in 217 s on a machine training 0.6x as fast as
-# the one that measured 0.855 in 140 s before splits were stratified (the quick world's 2,008 training pairs changed);
-# before, 1,500 pairs gave AUC 0.782 and night 0.769 / 0.013; more CLIP steps (250) scored worse (0.760),
-# more Sat2Cap steps (500) barely better (0.789)
-
+# 2,500 pairs: night share 0.892 / 0.000 and paraphrase map AUC 0.764 in 153 s on a quiet 2-core machine (217 s
+# on one training 0.6x as fast); 0.855 in 140 s before splits were stratified (the quick world's 2,008 training
+# pairs changed); before, 1,500 pairs gave AUC 0.782 and night 0.769 / 0.013; more CLIP steps (250) scored worse
+# (0.760), more Sat2Cap steps (500) barely better (0.789)
 
 # %% ../nbs/11_demo.ipynb #d8653d4b
 def stage_hash(settings:dict, # the stage's settings, including upstream stage folders

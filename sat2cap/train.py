@@ -312,6 +312,12 @@ def _resume(run:Path, world:int, rank:int, model, loss_fn, opt, sched) -> tuple:
                       "fresh epoch (not the uninterrupted data order)")
     return m["step"], (m["epoch"] + 1, 0), None
 
+def _ddp(step_mod:nn.Module) -> nn.Module:
+    "Wrap `step_mod` in DDP that does not re-send buffers each step (the queue stays equal on all ranks by all_gather)."
+    with warnings.catch_warnings():     # torch >= 2.14 names it forward_sync_buffers; older ones only know this
+        warnings.filterwarnings("ignore", message="`broadcast_buffers` is deprecated", category=FutureWarning)
+        return nn.parallel.DistributedDataParallel(step_mod, broadcast_buffers=False)
+
 def setup_run(cfg:TrainConfig, rank:int=0, world:int=1, device:str="cpu") -> TrainState:
     ("Build CLIP, model, loss, caches, transforms, optimizer and schedule (restored when resuming); "
      "`cfg` itself is not changed.")
@@ -339,7 +345,7 @@ def setup_run(cfg:TrainConfig, rank:int=0, world:int=1, device:str="cpu") -> Tra
     step, pos, rng = (0, (0, 0), None)
     if cfg.resume and complete_checkpoints(run): step, pos, rng = _resume(run, world, rank, model, loss_fn, opt, sched)
     else: loss_fn.fill(caches["train"].emb, seed=cfg.seed)
-    if world > 1: step_mod = nn.parallel.DistributedDataParallel(step_mod, broadcast_buffers=False)
+    if world > 1: step_mod = _ddp(step_mod)
     tf = dict(train=overhead_train_transform(clip.image_size, cfg.overhead_mean, cfg.overhead_std),
               eval=overhead_eval_transform(clip.image_size, cfg.overhead_mean, cfg.overhead_std))
     return TrainState(cfg=cfg, clip=clip, model=model, loss_fn=loss_fn, step_mod=step_mod, opt=opt, sched=sched,
@@ -618,4 +624,8 @@ def evaluate_cli(run:str, # run folder written by `sat2cap train`
     check_device(device)
     if not Path(data).is_dir(): raise Sat2CapError(f"dataset folder {data!r} does not exist")
     split_shards(data, "test")
-    with strict_reading(strict): print(json.dumps(evaluate_run(run, data, gallery, device or ""), indent=2))
+    with strict_reading(strict): res = evaluate_run(run, data, gallery, device or "")
+    if res["gallery"] < gallery:
+        warn(f"the gallery holds {res['gallery']} photos, not {gallery}: all that {data}/test has"
+             + (f" after {res['skipped']} skipped" if res["skipped"] else ""))
+    print(json.dumps(res, indent=2))

@@ -104,9 +104,18 @@ def test_resume_and_evaluate_fall_back_past_a_truncated_checkpoint(tiny_world, t
         S = train(make_config(tiny_world, tiny_run_copy, resume=True, steps=3), callback=lambda step, _: done.append(step))
     assert done == [3] and S.step == 3                                          # resumed from step 2 (not 4): one step ran
     truncate(new / "model.safetensors")
-    rc, err = cli(capfd, "evaluate", tiny_run_copy, tiny_world, "--gallery", "8")
+    rc, err = cli(capfd, "evaluate", tiny_run_copy, tiny_world, "--gallery", "6")      # all of the test split
     assert rc == 0 and len(err) == 1, err
     assert err[0].startswith("sat2cap evaluate: warning: checkpoint ") and "step-000004 is damaged" in err[0]
+
+def test_evaluate_says_when_the_test_split_is_smaller_than_the_gallery(tiny_world, tiny_run_copy, capfd):
+    assert main(["evaluate", str(tiny_run_copy), str(tiny_world), "--gallery", "1000"]) == 0
+    got = capfd.readouterr()
+    assert json.loads(got.out)["gallery"] == 6
+    err = got.err.strip().splitlines()
+    assert err == [f"sat2cap evaluate: warning: the gallery holds 6 photos, not 1000: all that {tiny_world}/test has"], err
+    rc, err = cli(capfd, "evaluate", tiny_run_copy, tiny_world, "--gallery", "5")
+    assert rc == 0 and err == [], err                                            # asked for fewer than there are: no note
 
 def test_unknown_keys_in_a_saved_config_are_ignored_with_a_warning(tiny_run_copy):
     ck = complete_checkpoints(tiny_run_copy)[-1]
