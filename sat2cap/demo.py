@@ -198,8 +198,13 @@ def _ceiling_table(ev:dict) -> str:
     rows = [{"model": f"Bayes ceiling, {'with' if k == 'with_meta' else 'without'} date/time", **c[k]}
             for k in ("with_meta", "no_meta")]
     rows += [{"model": f"{m} / ceiling", **v} for m, v in c["fraction_of_ceiling"].items()]
-    return _table(rows, ["model", "R@1", "R@5", "R@10",
-                         "median_rank"]) + "\n\nsat2cap_meta is compared with the ceiling with date/time, the others with the ceiling without."
+    note = "sat2cap_meta is compared with the ceiling with date/time, the others with the ceiling without."
+    if "clip_oracle" in c:
+        rows += [{"model": "posterior-mean CLIP query, with date/time", **c["clip_oracle"]},
+                 {"model": "sat2cap_meta / CLIP query", **c["fraction_of_clip_oracle"]}]
+        note += (" The posterior-mean CLIP query (`sat2cap.synthworld.clip_oracle`) answers each tile and time with "
+                 "its expected photo embedding in the frozen CLIP's space: what that CLIP lets one vector find.")
+    return _table(rows, ["model", "R@1", "R@5", "R@10", "median_rank"]) + "\n\n" + note
 
 # %% ../nbs/11_demo.ipynb #e04a8c8a
 def stage_times(dirs:dict, # stage name -> finished stage folder

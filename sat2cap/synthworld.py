@@ -19,8 +19,8 @@ from .render import render_overhead, render_ground
 
 # %% auto #0
 __all__ = ['PARTIAL', 'MAX_REGION_TILES', 'CLASS_COLORS', 'sample_tiles', 'region_grid', 'sample_photos', 'region_truth',
-           'write_region', 'write_synthworld', 'retrieval_ceiling', 'ceiling_report', 'pick_triplets', 'plot_triplets',
-           'region_frame', 'plot_landcover_map', 'synthworld_cli']
+           'write_region', 'write_synthworld', 'retrieval_ceiling', 'clip_oracle', 'ceiling_report', 'pick_triplets',
+           'plot_triplets', 'region_frame', 'plot_landcover_map', 'synthworld_cli']
 
 # %% ../nbs/00d_synthworld.ipynb #2b555bce
 @functools.lru_cache(None)
@@ -452,23 +452,33 @@ def _ranks_of_truth(S:np.ndarray, ks) -> dict:
     out = {f"R@{k}": round(float(np.clip((k - gt) / eq, 0, 1).mean()), 4) for k in ks}
     return out | {"median_rank": float(np.median(gt + (eq + 1) / 2))}
 
+def _truth_rows(ph) -> np.ndarray:
+    "Return the (N, 5) truth codes (place, activity, phase, season, snow level) of truth/photos.parquet rows."
+    return np.stack([ph.place.map(LANDCOVER.index), ph.activity.map(ACTIVITIES.index), ph.phase.map(PHASES.index),
+                     ph.season.map(SEASONS.index), _snow_level(ph.snow.to_numpy())], 1).astype(int)
+
+def _held_out(data, keys:list) -> tuple:
+    "Return the world, the keys' truth/photos.parquet rows, and their tiles' lat, lon and land cover."
+    import pandas as pd
+    world = SynthWorld.from_manifest(data)
+    ph = pd.read_parquet(Path(data) / "truth/photos.parquet").set_index("key").loc[list(keys)]
+    tiles = pd.read_parquet(Path(data) / "truth/tiles.parquet").set_index("tile_id").loc[ph.tile_id]
+    return world, ph, tiles.lat.to_numpy(float), tiles.lon.to_numpy(float), tiles[LANDCOVER].to_numpy(float)
+
+def _at_own_time(world, ph, lat, lon, cover, u) -> np.ndarray:
+    "Return (N, U) P(truth u | tile, time) at each photo's own date and time."
+    return _truth_likelihood(world, lat, lon, cover, frac_month(ph.month.to_numpy(), ph.day.to_numpy()),
+                             ph.hour.to_numpy() + ph.minute.to_numpy() / 60, u)
+
 def retrieval_ceiling(data, # SynthWorld dataset folder (reads truth/photos.parquet and truth/tiles.parquet)
                       keys:list, # the N held-out photo keys forming queries (their tiles) and gallery (their photos)
                       ks=(1, 5, 10), # recall cut-offs
                      ) -> dict:
     "Return the Bayes ceiling of overhead->ground R@k and median rank, with and without the query's date and time."
-    import pandas as pd
-    world = SynthWorld.from_manifest(data)
-    ph = pd.read_parquet(Path(data) / "truth/photos.parquet").set_index("key").loc[list(keys)]
-    tiles = pd.read_parquet(Path(data) / "truth/tiles.parquet").set_index("tile_id").loc[ph.tile_id]
-    lat, lon, cover = tiles.lat.to_numpy(float), tiles.lon.to_numpy(float), tiles[LANDCOVER].to_numpy(float)
-    truth = np.stack([ph.place.map(LANDCOVER.index), ph.activity.map(ACTIVITIES.index), ph.phase.map(PHASES.index),
-                      ph.season.map(SEASONS.index), _snow_level(ph.snow.to_numpy())], 1).astype(int)   # (N, 5)
-    u, inv = np.unique(truth, axis=0, return_inverse=True)
+    world, ph, lat, lon, cover = _held_out(data, keys)
+    u, inv = np.unique(_truth_rows(ph), axis=0, return_inverse=True)
     inv = inv.ravel()
-    # (N, U) at each query's own time
-    L = _truth_likelihood(world, lat, lon, cover, frac_month(ph.month.to_numpy(), ph.day.to_numpy()),
-                          ph.hour.to_numpy() + ph.minute.to_numpy() / 60, u)
+    L = _at_own_time(world, ph, lat, lon, cover, u)                                    # (N, U)
     L0 = np.zeros_like(L)
     for m, h, w in zip(*_photo_time_grid()):
         L0 += w * _truth_likelihood(world, lat, lon, cover, np.full(len(lat), m), np.full(len(lat), h), u)
@@ -476,19 +486,48 @@ def retrieval_ceiling(data, # SynthWorld dataset folder (reads truth/photos.parq
     ratio = lambda L: (L / np.maximum(L.mean(0, keepdims=True), 1e-300))[:, inv]
     return {"gallery": len(keys), "with_meta": _ranks_of_truth(ratio(L), ks), "no_meta": _ranks_of_truth(ratio(L0), ks)}
 
+def clip_oracle(data, # SynthWorld dataset folder
+                keys:list, # the N held-out photo keys (queries: their tiles at their times; gallery: their photos)
+                gallery, # (N, D) normalized frozen-CLIP embeddings of the keys' photos
+                ref_keys:list, # keys of reference (training) photos
+                ref_emb, # (M, D) their frozen-CLIP embeddings (a memory map is read in chunks)
+                ks=(1, 5, 10), # recall cut-offs
+                chunk:int=100_000, # reference rows summed at a time
+               ) -> dict:
+    ("Return R@k and median rank of the posterior-mean query: each tile's expected photo embedding at the "
+     "photo's time (mean reference embedding per truth, weighted by P(truth | tile, time)), ranked by cosine.")
+    import pandas as pd
+    world, ph, lat, lon, cover = _held_out(data, keys)
+    ref = pd.read_parquet(Path(data) / "truth/photos.parquet").set_index("key").loc[list(ref_keys)]
+    u, inv = np.unique(_truth_rows(ref), axis=0, return_inverse=True)
+    inv = inv.ravel()
+    M = np.zeros((len(u), ref_emb.shape[1]))                                           # (U, D) sums per truth
+    for i in range(0, len(inv), chunk): np.add.at(M, inv[i:i + chunk], np.asarray(ref_emb[i:i + chunk], dtype=float))
+    M /= np.bincount(inv, minlength=len(u))[:, None]
+    Q = _at_own_time(world, ph, lat, lon, cover, u) @ M                                # (N, D) expected embedding
+    Q /= np.maximum(np.linalg.norm(Q, axis=1, keepdims=True), 1e-12)
+    return _ranks_of_truth(Q @ np.asarray(gallery, dtype=float).T, ks)
+
 def ceiling_report(data, # dataset folder; None is returned unless it is a SynthWorld with truth tables
                    keys:list, # held-out photo keys (queries = gallery)
                    o2g:dict, # {model: R@k metrics} of overhead->ground retrieval on the same keys
                    ks=(1, 5, 10), # recall cut-offs
+                   clip_space=None, # (gallery, ref_keys, ref_emb) for `clip_oracle`; None skips it
                   ) -> dict|None:
-    "Return the retrieval ceiling and each model's fraction of it (R@k / ceiling R@k; with date/time for sat2cap_meta)."
+    ("Return the retrieval ceiling and each model's fraction of it (R@k / ceiling R@k; with date/time for "
+     "sat2cap_meta), and with `clip_space` the posterior-mean CLIP query's R@k and sat2cap_meta's fraction of it.")
     if not (Path(data) / "truth/photos.parquet").exists() or not (Path(data) / "manifest.json").exists(): return None
     c = retrieval_ceiling(data, keys, ks)
     frac = {m: {f"R@{k}": round(v[f"R@{k}"] / max(c["with_meta" if m == "sat2cap_meta" else "no_meta"][f"R@{k}"],
                                                   1e-9), 3)
                 for k in ks}
             for m, v in o2g.items()}
-    return c | {"fraction_of_ceiling": frac}
+    out = c | {"fraction_of_ceiling": frac}
+    if clip_space is None or "sat2cap_meta" not in o2g: return out
+    o = clip_oracle(data, keys, *clip_space, ks=ks)
+    return out | {"clip_oracle": o,
+                  "fraction_of_clip_oracle": {f"R@{k}": round(o2g["sat2cap_meta"][f"R@{k}"] / max(o[f"R@{k}"], 1e-9), 3)
+                                              for k in ks}}
 
 
 # %% ../nbs/00d_synthworld.ipynb #9824e37f

@@ -25,7 +25,7 @@ from .data import (CrossViewDataset, make_loader, count_samples, overhead_train_
 from .encoders import (load_clip, save_clip, GroundEncoder, TINY, CONFIG_NAME, tiny_config_path, check_clip,
     retrieval_metrics)
 from .dynamic import Sat2Cap
-from .loss import MemoryBankLoss, GroundCache, ground_cache, gather_all
+from .loss import MemoryBankLoss, GroundCache, ground_cache, gather_all, cache_fingerprint, compute_ground_embeddings
 from .runs import TrainConfig, Run, load_run, complete_checkpoints, load_checkpoint, auto_threads
 from .synthworld import ceiling_report
 
@@ -438,6 +438,18 @@ class _ImageOnly(nn.Module):
         self.enc = enc
     def encode_image(self, x): return self.enc(x)
 
+def _train_reference(run, data, device:str) -> tuple|None:
+    ("Return (keys, (M, D) embeddings) of a SynthWorld's training photos: the run's ground cache when it covers "
+     "them, else computed (nothing is written); None for other data.")
+    if not (Path(data) / "truth/photos.parquet").exists(): return None
+    shards = split_shards(data, "train")
+    c = Path(run.config.cache_dir or Path(run.path) / "cache") / f"train-{cache_fingerprint(shards, run.clip)[:16]}"
+    if (c / "meta.json").exists():
+        cache = GroundCache.load(c)
+        return cache.keys, cache.emb.numpy()
+    emb, keys, _ = compute_ground_embeddings(shards, run.clip, device=device, desc="ground embeddings (reference)")
+    return keys, np.asarray(emb)
+
 @torch.no_grad()
 def evaluate_run(run, # a `Run` or a run folder
                  data, # dataset folder with test/ shards
@@ -457,10 +469,12 @@ def evaluate_run(run, # a `Run` or a run folder
              "sat2cap_meta": run.model.embed(img, *meta).cpu()}
     g = F.normalize(emb["ground"], dim=-1)
     o2g = {k: retrieval_metrics(v, g) for k, v in views.items()}
+    ref = _train_reference(run, data, device)
+    clip_space = None if ref is None else (g.numpy(), *ref)      # for the posterior-mean CLIP query
     return {"gallery": len(emb["key"]), "skipped": emb["skipped"],
             "overhead_to_ground": o2g,
             "ground_to_overhead": {k: retrieval_metrics(g, v) for k, v in views.items()},
-            "ceiling": ceiling_report(data, emb["key"], o2g)}   # SynthWorld's Bayes ceiling (None for other data)
+            "ceiling": ceiling_report(data, emb["key"], o2g, clip_space=clip_space)}   # SynthWorld only (else None)
 
 # %% ../nbs/05_train.ipynb #b8d9d463
 PRESETS = {"synthworld": {}, "paper": PAPER}

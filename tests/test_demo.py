@@ -26,6 +26,7 @@ def test_report_has_scores_and_every_figure(out):
     from sat2cap.maps import PARAPHRASES
     for p, w in PARAPHRASES: assert f"| {p} | {w} |" in rep, p                          # held-out paraphrase table
     assert "| Bayes ceiling, with date/time |" in rep and "| sat2cap_meta / ceiling |" in rep
+    assert "| posterior-mean CLIP query, with date/time |" in rep and "| sat2cap_meta / CLIP query |" in rep
     assert "| embedding | caption | names the coast |" in rep                            # Fig. 2 captions
     imgs = re.findall(r"!\[([^\]]+)\]\(([^)]+)\)", rep)
     assert {name for name, _ in imgs} == FIGS
@@ -67,6 +68,9 @@ def test_headline_ordering_and_ceiling(out):
     assert c["with_meta"]["R@10"] >= meta["R@10"] and c["no_meta"]["R@10"] >= no_meta["R@10"]   # no model beats the ceiling
     frac = c["fraction_of_ceiling"]["sat2cap_meta"]["R@10"]
     assert frac == pytest.approx(meta["R@10"] / c["with_meta"]["R@10"], abs=1e-3) and frac <= 1
+    o = c["clip_oracle"]                                    # the posterior-mean query in the frozen CLIP's space
+    assert o["R@1"] <= o["R@5"] <= o["R@10"] <= c["with_meta"]["R@10"] and o["R@10"] > 10 / ev["gallery"]
+    assert c["fraction_of_clip_oracle"]["R@10"] == pytest.approx(meta["R@10"] / o["R@10"], abs=1e-3)
 
 def test_rerun_reuses_every_stage(out, capsys):
     before = {p.parent.name: p.stat().st_mtime_ns for p in out.glob("*/stage.json")}

@@ -204,3 +204,27 @@ def test_retrieval_ceiling_ties_and_ordering(small):
     assert c["gallery"] == 150
     assert c["with_meta"]["R@10"] >= c["no_meta"]["R@10"] > 3 * 10 / 150
     assert c["with_meta"]["median_rank"] <= c["no_meta"]["median_rank"]
+
+
+def test_clip_oracle_is_the_posterior_mean_query(small):
+    "With two truths and unit embeddings the query is P(truth | tile, time) mixed; ranking follows it, read in chunks."
+    import pandas as pd
+    from sat2cap.synthworld import clip_oracle, _truth_rows, _held_out, _at_own_time
+    d, _ = small
+    ph = pd.read_parquet(d / "a/truth/photos.parquet")
+    keys = ph.key.tolist()[:40]
+    codes = _truth_rows(ph.set_index("key").loc[keys])
+    u, inv = np.unique(codes, axis=0, return_inverse=True)
+    inv = inv.ravel()
+    emb = np.eye(len(u))[inv]                                          # each photo's embedding names its truth
+    got = clip_oracle(d / "a", keys, emb, keys, emb, chunk=7)          # reference = the photos themselves
+    P = _at_own_time(*_held_out(d / "a", keys), u)                     # (N, U): the query is P itself, normalised
+    Q = P / np.linalg.norm(P, axis=1, keepdims=True)
+    S = Q @ emb.T                                                      # photo j scores P(its truth | query)
+    own = np.diag(S)[:, None]
+    gt, eq = (S > own + 1e-12).sum(1), (np.abs(S - own) <= 1e-12).sum(1)
+    assert got["R@1"] == pytest.approx(np.clip((1 - gt) / eq, 0, 1).mean(), abs=1e-4)
+    assert got["median_rank"] == np.median(gt + (eq + 1) / 2)
+    hide = np.random.default_rng(0).normal(size=(40, 8))
+    hide /= np.linalg.norm(hide, axis=1, keepdims=True)
+    assert clip_oracle(d / "a", keys, hide, keys, hide)["R@1"] < got["R@1"]      # an embedding that shows nothing ranks worse
