@@ -21,11 +21,11 @@ import sys, hashlib, tarfile
 from .core import (warn, run_lock, check_positive, check_nonneg, check_fraction, check_choice, check_device,
     check_out_dir)
 from .data import (CrossViewDataset, make_loader, count_samples, overhead_train_transform,
-    overhead_eval_transform, split_shards, strict_reading)
+    overhead_eval_transform, split_shards, strict_reading, read_samples)
 from .encoders import (load_clip, save_clip, GroundEncoder, TINY, CONFIG_NAME, tiny_config_path, check_clip,
     retrieval_metrics)
 from .dynamic import Sat2Cap
-from .loss import MemoryBankLoss, GroundCache, ground_cache, gather_all, cache_fingerprint, compute_ground_embeddings
+from .loss import MemoryBankLoss, GroundCache, ground_cache, gather_all, compute_ground_embeddings
 from .runs import TrainConfig, Run, load_run, complete_checkpoints, load_checkpoint, auto_threads
 from .synthworld import ceiling_report
 
@@ -438,15 +438,23 @@ class _ImageOnly(nn.Module):
         self.enc = enc
     def encode_image(self, x): return self.enc(x)
 
+def _cache_shows(cache:GroundCache, shards:list, clip, device:str, n:int=8) -> bool:
+    "Return True when `cache` holds every photo of `shards` and the first `n` as `clip` embeds them now."
+    if len(cache) != sum(count_samples(s) for s in shards): return False
+    S = list(read_samples(shards, limit=n))
+    if not S or (cache.find([s["key"] for s in S]) < 0).any(): return False
+    x = torch.stack([clip.preprocess(s["ground"]) for s in S]).to(device)               # (n, 3, H, W)
+    now = F.normalize(GroundEncoder(clip).to(device).eval()(x).float(), dim=-1).cpu()   # (n, D)
+    return bool(torch.allclose(F.normalize(cache.lookup([s["key"] for s in S]), dim=-1), now, atol=2e-2))
+
 def _train_reference(run, data, device:str) -> tuple|None:
     ("Return (keys, (M, D) embeddings) of a SynthWorld's training photos: the run's ground cache when it covers "
      "them, else computed (nothing is written); None for other data.")
     if not (Path(data) / "truth/photos.parquet").exists(): return None
-    shards = split_shards(data, "train")
-    c = Path(run.config.cache_dir or Path(run.path) / "cache") / f"train-{cache_fingerprint(shards, run.clip)[:16]}"
-    if (c / "meta.json").exists():
-        cache = GroundCache.load(c)
-        return cache.keys, cache.emb.numpy()
+    shards, folder = split_shards(data, "train"), Path(run.config.cache_dir or Path(run.path) / "cache")
+    for c in sorted(folder.glob("train-*")):        # training fingerprinted the CLIP by its --clip name, so check content
+        cache = GroundCache.load(c) if (c / "meta.json").exists() else None
+        if cache is not None and _cache_shows(cache, shards, run.clip, device): return cache.keys, cache.emb.numpy()
     emb, keys, _ = compute_ground_embeddings(shards, run.clip, device=device, desc="ground embeddings (reference)")
     return keys, np.asarray(emb)
 

@@ -81,3 +81,31 @@ def test_torchrun_two_ranks_share_queue(world, tmp_path):
     assert ck.name == "step-000003" and (ck / "rng-0.pt").exists() and (ck / "rng-1.pt").exists()
     assert json.loads((ck / "meta.json").read_text())["world_size"] == 2
     assert any("val/R@10" in l for l in (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines())
+
+
+def test_clip_oracle_reads_the_runs_own_ground_cache(tiny_world, tiny_run, monkeypatch):
+    "evaluate takes the training photos' embeddings from the run's cache (built under its --clip name), not anew."
+    import numpy as np
+    import sat2cap.train as T
+    from sat2cap.synthworld import clip_oracle
+    fresh = T._train_reference(load_run(tiny_run), tiny_world, "cpu")
+    monkeypatch.setattr(T, "compute_ground_embeddings", lambda *a, **k: pytest.fail("recomputed the training photos"))
+    res = evaluate_run(tiny_run, tiny_world, gallery=1000)
+    keys, emb = T._train_reference(load_run(tiny_run), tiny_world, "cpu")
+    assert sorted(keys) == sorted(fresh[0]) and len(keys) == len(emb) > 0
+    c = res["ceiling"]
+    assert c["clip_oracle"]["R@1"] <= c["clip_oracle"]["R@10"] and 0 < c["clip_oracle"]["median_rank"] <= res["gallery"]
+    assert c["fraction_of_clip_oracle"]["R@10"] == pytest.approx(
+        res["overhead_to_ground"]["sat2cap_meta"]["R@10"] / max(c["clip_oracle"]["R@10"], 1e-9), abs=1e-3)
+
+
+def test_clip_oracle_does_not_take_another_worlds_cache(tiny_run, tmp_path, monkeypatch):
+    "A SynthWorld the run did not train on is embedded anew: its photos are not the cached ones."
+    import sat2cap.train as T
+    from sat2cap.synthworld import write_synthworld
+    other = tmp_path / "other"
+    write_synthworld(other, n_samples=100, seed=4, region_step=4.0, workers=1)       # same key names, other photos
+    calls, real = [], T.compute_ground_embeddings
+    monkeypatch.setattr(T, "compute_ground_embeddings", lambda *a, **k: calls.append(1) or real(*a, **k))
+    keys, emb = T._train_reference(load_run(tiny_run), other, "cpu")
+    assert calls == [1] and len(keys) == len(emb) > 0
