@@ -207,7 +207,7 @@ def test_retrieval_ceiling_ties_and_ordering(small):
 
 
 def test_clip_oracle_is_the_posterior_mean_query(small):
-    "With two truths and unit embeddings the query is P(truth | tile, time) mixed; ranking follows it, read in chunks."
+    "With one unit embedding per truth the query is P(truth | tile, time) itself; the ranking follows it, summed in chunks."
     import pandas as pd
     from sat2cap.synthworld import clip_oracle, _truth_rows, _held_out, _at_own_time
     d, _ = small

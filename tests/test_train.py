@@ -85,9 +85,7 @@ def test_torchrun_two_ranks_share_queue(world, tmp_path):
 
 def test_clip_oracle_reads_the_runs_own_ground_cache(tiny_world, tiny_run, monkeypatch):
     "evaluate takes the training photos' embeddings from the run's cache (built under its --clip name), not anew."
-    import numpy as np
     import sat2cap.train as T
-    from sat2cap.synthworld import clip_oracle
     fresh = T._train_reference(load_run(tiny_run), tiny_world, "cpu")
     monkeypatch.setattr(T, "compute_ground_embeddings", lambda *a, **k: pytest.fail("recomputed the training photos"))
     res = evaluate_run(tiny_run, tiny_world, gallery=1000)
