@@ -457,11 +457,13 @@ def _truth_rows(ph) -> np.ndarray:
     return np.stack([ph.place.map(LANDCOVER.index), ph.activity.map(ACTIVITIES.index), ph.phase.map(PHASES.index),
                      ph.season.map(SEASONS.index), _snow_level(ph.snow.to_numpy())], 1).astype(int)
 
-def _held_out(data, keys:list) -> tuple:
-    "Return the world, the keys' truth/photos.parquet rows, and their tiles' lat, lon and land cover."
+def _held_out(data, keys:list, photos=None) -> tuple:
+    ("Return the world, the keys' truth/photos.parquet rows (from `photos`, that table indexed by key, if given), "
+     "and their tiles' lat, lon and land cover.")
     import pandas as pd
     world = SynthWorld.from_manifest(data)
-    ph = pd.read_parquet(Path(data) / "truth/photos.parquet").set_index("key").loc[list(keys)]
+    photos = pd.read_parquet(Path(data) / "truth/photos.parquet").set_index("key") if photos is None else photos
+    ph = photos.loc[list(keys)]
     tiles = pd.read_parquet(Path(data) / "truth/tiles.parquet").set_index("tile_id").loc[ph.tile_id]
     return world, ph, tiles.lat.to_numpy(float), tiles.lon.to_numpy(float), tiles[LANDCOVER].to_numpy(float)
 
@@ -497,8 +499,9 @@ def clip_oracle(data, # SynthWorld dataset folder
     ("Return R@k and median rank of the posterior-mean query: each tile's expected photo embedding at the "
      "photo's time (mean reference embedding per truth, weighted by P(truth | tile, time)), ranked by cosine.")
     import pandas as pd
-    world, ph, lat, lon, cover = _held_out(data, keys)
-    ref = pd.read_parquet(Path(data) / "truth/photos.parquet").set_index("key").loc[list(ref_keys)]
+    photos = pd.read_parquet(Path(data) / "truth/photos.parquet").set_index("key")    # read once for both sides
+    world, ph, lat, lon, cover = _held_out(data, keys, photos)
+    ref = photos.loc[list(ref_keys)]
     u, inv = np.unique(_truth_rows(ref), axis=0, return_inverse=True)
     inv = inv.ravel()
     M = np.zeros((len(u), ref_emb.shape[1]))                                           # (U, D) sums per truth
