@@ -37,7 +37,7 @@ def auto_threads(num_workers:int, # loader worker processes of this rank
 # %% ../nbs/04b_runs.ipynb #a1f0c006
 @dataclass
 class TrainConfig:
-    data: str = ""                  # dataset folder holding train/ and val/ webdataset shards
+    data: str = ""                  # dataset folder holding train/ and val/ shards (absolute, so any folder finds it)
     out: str = "runs/sat2cap"       # run folder: config.json, metrics.jsonl, clip/, cache/, checkpoints/
     clip: str = "tiny"              # CLIP for load_clip: tiny | ViT-B-32:openai | model folder | checkpoint
     preset: str = "synthworld"      # preset the defaults came from: synthworld (tiny CLIP) | paper (real CLIPs)

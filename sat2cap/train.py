@@ -580,10 +580,11 @@ def make_config(data:str, # dataset folder with train/ and val/ shards
                                "--overwrite to start afresh")
         clip = overrides.get("clip") or TrainConfig.clip
         preset = preset or ("synthworld" if is_tiny_clip(clip) else "paper")
-        cfg = TrainConfig(data=str(data), out=str(out), preset=preset, **PRESETS[preset])
+        cfg = TrainConfig(data=str(Path(data).resolve()), out=str(out), preset=preset, **PRESETS[preset])
         cfg.data_fingerprint = data_fingerprint(data)
     for k, v in overrides.items():
         if v is not None: setattr(cfg, k, v)
+    if Path(cfg.clip).is_dir(): cfg.clip = str(Path(cfg.clip).resolve())   # a loaded run finds it from any folder
     cfg.resume = resume
     check_config(cfg)
     _check_batch(cfg)
@@ -598,7 +599,7 @@ def _resumed(cfg:TrainConfig, data, out, preset:str|None) -> TrainConfig:
     if cfg.data_fingerprint and fp != cfg.data_fingerprint:
         raise Sat2CapError(f"{data} is not the data the run in {out} was trained on (its train/val shards "
                            f"differ from {cfg.data}'s); resume with the same dataset or start a new run")
-    cfg.data, cfg.out, cfg.data_fingerprint = str(data), str(out), fp
+    cfg.data, cfg.out, cfg.data_fingerprint = str(Path(data).resolve()), str(out), fp
     return cfg
 
 # %% ../nbs/05_train.ipynb #3d6cadf3

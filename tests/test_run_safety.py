@@ -86,6 +86,19 @@ def test_resume_refuses_other_data_and_accepts_the_same_data_moved(tiny_world, t
     assert f"{other} is not the data the run in {tiny_run_copy} was trained on" in err[0]
 
 
+def test_a_run_trained_with_relative_paths_finds_its_data_and_clip_from_any_folder(tiny_world, tiny_run, tmp_path,
+                                                                                   monkeypatch):
+    from sat2cap.maps import world_of
+    monkeypatch.chdir(tiny_world.parent)
+    clip = os.path.relpath(tiny_run / "clip")                                      # a CLIP folder, given relative
+    cfg = make_config(tiny_world.name, str(tmp_path / "run"), clip=clip, steps=1, batch_size=8, eval_every=0)
+    assert (cfg.data, cfg.clip) == (str(tiny_world), str(tiny_run / "clip"))      # both saved absolute
+    assert make_config(tiny_world.name, str(tmp_path / "r2"), steps=1, batch_size=8).clip == "tiny"   # names stay names
+    train(cfg)
+    monkeypatch.chdir(tmp_path)                                                    # another folder: DATA is not here
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["data"] == str(tiny_world)
+    assert world_of(load_run(tmp_path / "run")).seed == 3                         # the world the run was trained on
+
 # ---------- damaged checkpoints ----------
 
 @pytest.mark.parametrize("damage", ["model.safetensors", "meta.json"])
