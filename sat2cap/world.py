@@ -188,8 +188,6 @@ class WorldConfig:
     shard_size:int = 1000         # samples per shard
     jpeg_quality:int = 90         # fixed JPEG quality (determinism)
 
-_LAND = LANDCOVER[2:]            # classes decided by the land softmax
-
 # %% ../nbs/00a_world.ipynb #12571716
 def _nearest(lat, lon, plat, plon, k:int):
     "Return (N, k) indices of the k nearest of the points (plat, plon) to each (lat, lon)."
