@@ -584,7 +584,7 @@ def make_config(data:str, # dataset folder with train/ and val/ shards
         cfg.data_fingerprint = data_fingerprint(data)
     for k, v in overrides.items():
         if v is not None: setattr(cfg, k, v)
-    if Path(cfg.clip).is_dir(): cfg.clip = str(Path(cfg.clip).resolve())   # a loaded run finds it from any folder
+    if cfg.clip != "tiny" and Path(cfg.clip).is_dir(): cfg.clip = str(Path(cfg.clip).resolve())  # a folder, absolute
     cfg.resume = resume
     check_config(cfg)
     _check_batch(cfg)

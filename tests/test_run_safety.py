@@ -93,9 +93,10 @@ def test_a_run_trained_with_relative_paths_finds_its_data_and_clip_from_any_fold
     clip = os.path.relpath(tiny_run / "clip")                                      # a CLIP folder, given relative
     cfg = make_config(tiny_world.name, str(tmp_path / "run"), clip=clip, steps=1, batch_size=8, eval_every=0)
     assert (cfg.data, cfg.clip) == (str(tiny_world), str(tiny_run / "clip"))      # both saved absolute
-    assert make_config(tiny_world.name, str(tmp_path / "r2"), steps=1, batch_size=8).clip == "tiny"   # names stay names
     train(cfg)
     monkeypatch.chdir(tmp_path)                                                    # another folder: DATA is not here
+    (tmp_path / "tiny").mkdir()
+    assert make_config(tiny_world, tmp_path / "r2", steps=1, batch_size=8).clip == "tiny"   # the name wins, as in load_clip
     assert json.loads((tmp_path / "run" / "config.json").read_text())["data"] == str(tiny_world)
     assert world_of(load_run(tmp_path / "run")).seed == 3                         # the world the run was trained on
 
