@@ -106,21 +106,22 @@ PAPER_PROMPTS = ["people driving cars", "people riding horses", "person on a lon
                  "ongoing soccer match", "kids playing in the sand", "sailboat on the sea in winter",
                  "people skiing down a snowy slope in winter"]   # the embedded CLIP knows SynthWorld's caption wording
 
-def map_figures(d:Path, run, world) -> dict:
+def map_figures(d:Path, run, world, means=None) -> dict:
     "Score the paper's prompts over CONUS and draw the country, July-vs-January and localization maps."
     conus = maps.region_for(run, "conus", cache_dir=d / "regions")
     aucs = [maps.score_prompt(conus, run, world, p) for p in progress(PAPER_PROMPTS, desc="map AUC")]
-    para = maps.paraphrase_scores(conus, run, world)
+    para = maps.paraphrase_scores(conus, run, world, means=means)
     maps.country_map(conus, run, "people riding horses", world=world, path=d / "fig5_country_horses.png")
     maps.dynamic_maps(conus, run, "people skiing down a snowy slope", path=d / "fig3_dynamic_skiing.png")
     box = maps.localize_region(run, world, 40.71, -74.0, cache_dir=d / "regions")      # New York
     _, info = maps.localize_figure(box, run, "ongoing soccer match", world=world, path=d / "fig6_localize_soccer.png")
-    keep = lambda rows: [{k: a[k] for k in ("prompt", "when", "auc", "no_meta_auc", "positives")} for a in rows]
+    keep = lambda rows: [{k: a[k] for k in ("prompt", "when", "auc", "no_meta_auc", "clip_query_auc", "positives") if k in a}
+                         for a in rows]
     return {"map_auc": keep(aucs), "paraphrase_auc": keep(para),
             "localize": {k: v for k, v in info.items() if isinstance(v, (int, float, str))}}
 
 # %% ../nbs/11_demo.ipynb #e2f83422
-def retrieval_figures(d:Path, run, world, data:Path, n:int) -> dict:
+def retrieval_figures(d:Path, run, world, data:Path, n:int, means=None) -> dict:
     "Score overhead->ground (night share) and text->overhead retrieval and draw paper Figs. 1, 4 and 8."
     g, q = R.load_heldout(run, data, n=n)
     night = R.night_scores(run, g, q)
@@ -128,7 +129,7 @@ def retrieval_figures(d:Path, run, world, data:Path, n:int) -> dict:
     R.overhead_to_ground_figure(run, g, q, [0, 1, 2], path=d / "fig8_overhead_to_ground.png")
     step = world.config.tile_deg                                            # Fig. 4 searches the held-out test tiles
     tiles = R.load_region_tiles(run, Path(data) / "test", d / "test_tile_embeddings.parquet", size=(step, step))
-    text = R.text_scores(run, tiles, world)
+    text = R.text_scores(run, tiles, world, means=means)
     R.text_to_overhead_figure(run, tiles, path=d / "fig4_text_to_overhead.png",
                               landcover=world.landcover(tiles.region.lat, tiles.region.lon))
     return {"night_share": night, "text_to_overhead": json.loads(text.reset_index().to_json(orient="records"))}
@@ -154,10 +155,12 @@ def caption_figures(d:Path, run, world, data:Path, steps:int) -> dict:
 # %% ../nbs/11_demo.ipynb #721d2c0d
 def figures_stage(out, cfg:DemoConfig, world:Path, run:Path) -> tuple:
     "Draw (or reuse) every figure and collect its scores."
-    s = dict(world=world.name, run=run.name, gallery=cfg.gallery, caption_steps=cfg.caption_steps)
+    s = dict(world=world.name, run=run.name, gallery=cfg.gallery, caption_steps=cfg.caption_steps,
+             scores=2)                                          # bump when the figures' scores change (2: CLIP query)
     def fn(d):
         r, w = load_run(run), SynthWorld.from_manifest(world)
-        return {**map_figures(d, r, w), **retrieval_figures(d, r, w, world, cfg.gallery),
+        means = R.clip_query_means(r, world)                    # for the CLIP query's scores beside the model's
+        return {**map_figures(d, r, w, means), **retrieval_figures(d, r, w, world, cfg.gallery, means),
                 **caption_figures(d, r, w, world, cfg.caption_steps)}
     return run_stage(out, "figures", s, fn)
 
@@ -207,6 +210,10 @@ def _ceiling_table(ev:dict) -> str:
     return _table(rows, ["model", "R@1", "R@5", "R@10", "median_rank"]) + "\n\n" + note
 
 # %% ../nbs/11_demo.ipynb #e04a8c8a
+_QUERY_NOTE = ("\n\nCLIP query: the posterior-mean CLIP query (`sat2cap.retrieval.clip_query_map`), each tile's "
+                   "expected training-photo embedding under SynthWorld's own model: what a perfect Sat2Cap on this "
+                   "frozen CLIP would score.")
+
 def stage_times(dirs:dict, # stage name -> finished stage folder
                ) -> list:
     "Return one row per stage with the seconds it took when it ran (reused stages keep their first time), and a total."
@@ -229,11 +236,11 @@ def write_report(out:Path, # demo folder
              "## Retrieval ceiling (overhead→ground)", _ceiling_table(ev),
              "## Zero-shot map AUC (CONUS region grid)", _table(f["map_auc"], ["prompt", "when", "auc", "no_meta_auc"]),
              "## Held-out paraphrases: map AUC (CONUS region grid)",
-             _table(f["paraphrase_auc"] + [_mean_row(f["paraphrase_auc"], ["auc", "no_meta_auc"])],
-                    ["prompt", "when", "auc", "no_meta_auc", "positives"]),
+             _table(f["paraphrase_auc"] + [_mean_row(f["paraphrase_auc"], ["auc", "no_meta_auc", "clip_query_auc"])],
+                    ["prompt", "when", "auc", "no_meta_auc", "clip_query_auc", "positives"]) + _QUERY_NOTE,
              "## Night share of the top-9 ground photos", _night_table(f["night_share"]),
              "## Text→overhead agreement (Fig. 4, held-out test tiles)",
-             _table(f["text_to_overhead"], list(f["text_to_overhead"][0])),
+             _table(f["text_to_overhead"], list(f["text_to_overhead"][0])) + _QUERY_NOTE,
              "## Dynamic captions of the most coastal test tile (Fig. 2)",
              _table(f["fig2_captions"], ["embedding", "caption", "names the coast"]),
              "## Caption agreement with the truth", _by_field_table(f["caption_agreement"]),

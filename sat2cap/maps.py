@@ -18,6 +18,7 @@ from .world import SynthWorld, BBOX, ACTIVITIES, LANDCOVER, concept_truth, sun_h
 from .concepts import ACTIVITY_PHRASES, prompt_concepts, caption_vocabulary
 from .render import render_ground
 from .synthworld import write_region
+from .retrieval import clip_query_map
 import hashlib
 from dataclasses import asdict
 import geopandas as gpd
@@ -118,15 +119,20 @@ def score_prompt(region, # Region (or anything `as_region` takes) of SynthWorld 
                  world, # the SynthWorld the tiles come from
                  prompt:str, # text query naming SynthWorld concepts
                  when=None, # "YYYY-MM-DD HH:MM" or None (chosen from the prompt)
+                 means=None, # `sat2cap.retrieval.clip_query_means` of the run: adds the CLIP query's AUC
                 ) -> dict:
-    "Return prompt, when, auc (dynamic encoder), no_meta_auc, tiles and positives for one prompt."
+    ("Return prompt, when, auc (dynamic encoder), no_meta_auc, tiles and positives for one prompt "
+     "(and clip_query_auc with `means`).")
     r = as_region(region)
     when = resolve_when(prompt, when)
     truth = prompt_truth(world, prompt, r.lat, r.lon, when)
     auc = score_map(similarity_map(r, run, prompt, when), truth)
     no_meta = score_map(similarity_map(r, run, prompt, when, use_meta=False), truth)
-    return dict(prompt=prompt, when=when, auc=round(auc, 4), no_meta_auc=round(no_meta, 4), tiles=len(r),
-                positives=int(truth.sum()))
+    out = dict(prompt=prompt, when=when, auc=round(auc, 4), no_meta_auc=round(no_meta, 4), tiles=len(r),
+               positives=int(truth.sum()))
+    if means is None: return out
+    return out | {"clip_query_auc": round(score_map(clip_query_map(r.lat, r.lon, run, world, prompt, when, means),
+                                                    truth), 4)}
 
 # %% ../nbs/09_maps.ipynb #para0cd1
 PARAPHRASES = [  # held-out everyday wordings (no caption contains one) and the date and time each is scored at
@@ -151,16 +157,17 @@ def paraphrase_scores(region, # Region (or anything `as_region` takes) of SynthW
                       run, # loaded run
                       world, # the SynthWorld the tiles come from
                       prompts=PARAPHRASES, # (prompt, "YYYY-MM-DD HH:MM") pairs
+                      means=None, # `sat2cap.retrieval.clip_query_means` of the run: adds the CLIP query's AUC
                      ) -> list:
     ("Score each held-out paraphrase at its date and time with `score_prompt`; AUCs are None where the truth "
      "is constant on the region.")
     rows = []
     for prompt, when in prompts:
-        try: rows.append(score_prompt(region, run, world, prompt, when))
+        try: rows.append(score_prompt(region, run, world, prompt, when, means))
         except Sat2CapError as e:
             if "AUC undefined" not in str(e) and "false on every tile" not in str(e): raise
-            rows.append(dict(prompt=prompt, when=when, auc=None, no_meta_auc=None, tiles=len(as_region(region)),
-                             positives=None))
+            none = dict(auc=None, no_meta_auc=None) | ({} if means is None else {"clip_query_auc": None})
+            rows.append(dict(prompt=prompt, when=when, **none, tiles=len(as_region(region)), positives=None))
     return rows
 
 

@@ -13,7 +13,9 @@ from .data import read_samples, split_shards
 from .core import save_figure
 from .encoders import GroundEncoder
 from .dynamic import when_meta
-from .embed import encode_tiles, read_tiles, embed_region, similarity_map, month_hour
+from .embed import encode_tiles, read_tiles, embed_region, similarity_map, month_hour, text_embedding
+from .synthworld import truth_means, expected_embeddings
+from .train import reference_embeddings
 from .world import ACTIVITIES, LANDCOVER
 from .concepts import prompt_concepts
 import pandas as pd, matplotlib.pyplot as plt
@@ -23,8 +25,8 @@ from PIL import Image
 __all__ = ['PROMPTS', 'topk', 'night_share', 'landcover_agreement', 'activity_agreement', 'activity_landcovers', 'plot_grid',
            'photo_is_night', 'Gallery', 'Queries', 'thumbnail', 'load_heldout', 'query_embeddings', 'night_by_query',
            'night_scores', 'photo_titles', 'plot_query_grids', 'day_night_figure', 'overhead_to_ground_figure',
-           'RegionTiles', 'load_region_tiles', 'text_to_overhead', 'prompt_activity', 'text_scores',
-           'text_to_overhead_figure']
+           'RegionTiles', 'load_region_tiles', 'text_to_overhead', 'prompt_activity', 'clip_query_means',
+           'clip_query_map', 'text_scores', 'text_to_overhead_figure']
 
 # %% ../nbs/07_retrieval.ipynb #4cf13179
 def topk(queries, # (Q, D) query embeddings, any scale
@@ -326,6 +328,28 @@ def prompt_activity(prompt:str, # text query naming a SynthWorld activity
     if not acts: raise Sat2CapError(f"prompt {prompt!r} names no SynthWorld activity, so it has no land-cover truth")
     return acts[0]
 
+# %% ../nbs/07_retrieval.ipynb #cqry0cd1
+def clip_query_means(run, # loaded run trained on a SynthWorld
+                     data=None, # its dataset folder (default: the run's)
+                    ) -> tuple:
+    "Return the truths and mean training-photo embeddings per truth in the run's frozen CLIP space, or raise."
+    data = Path(data or run.config.data)
+    ref = reference_embeddings(run, data, "cpu")
+    if ref is None: raise Sat2CapError(f"dataset {str(data)!r} is not a SynthWorld with truth tables: no CLIP query")
+    return truth_means(data, *ref)
+
+def clip_query_map(lat, lon, # (N,) tiles
+                   run, # loaded run (its CLIP embeds the prompt)
+                   world, # the SynthWorld of the tiles
+                   prompt:str, # text query
+                   when, # "YYYY-MM-DD HH:MM" (or a datetime)
+                   means:tuple, # from `clip_query_means`
+                  ) -> np.ndarray:
+    "Return the (N,) cosine similarity of each tile's posterior-mean CLIP query at `when` to `prompt`."
+    month, hour = month_hour(when)
+    Q = expected_embeddings(world, lat, lon, month, hour, means)  # (N, D)
+    return Q @ text_embedding(run, prompt).numpy().astype(float)
+
 # %% ../nbs/07_retrieval.ipynb #02c5e9a5
 def text_scores(run, # loaded run
                 tiles:RegionTiles, # region tiles
@@ -333,8 +357,10 @@ def text_scores(run, # loaded run
                 prompts=PROMPTS, # text queries naming SynthWorld activities
                 when:str="2012-07-15 14:00", # date-time of the queries and of the truth
                 ks=(4, 20), # retrieval depths to score
+                means=None, # `clip_query_means` of the run: adds the CLIP query's activity agreement
                ):
-    "Return a table of land-cover and activity agreement per prompt and depth, without and with the dynamic encoder."
+    ("Return a table of land-cover and activity agreement per prompt and depth, without and with the dynamic "
+     "encoder (and of the CLIP query with `means`).")
     r = tiles.region
     month, hour = month_hour(when)
     cover = world.landcover(r.lat, r.lon)  # (N, C)
@@ -351,10 +377,14 @@ def text_scores(run, # loaded run
             for k in ks:
                 row[f"land cover@{k} {tag}"] = landcover_agreement(idx[:k], cover, cls)
                 row[f"activity@{k} {tag}"] = activity_agreement(idx[:k], probs)
+        if means is not None:
+            idx = np.argsort(-clip_query_map(r.lat, r.lon, run, world, prompt, when, means), kind="stable")
+            row |= {f"activity@{k} CLIP query": activity_agreement(idx[:k], probs) for k in ks}
         rows.append(row)
     df = pd.DataFrame(rows).set_index("prompt")
-    cols = [f"{m}@{k} {t}" for k in ks for m in ("land cover", "activity") for t in ("no meta", "meta")]
-    return df[["landcovers", "chance", "activity chance"] + cols]
+    tags = ("no meta", "meta") + (("CLIP query",) if means is not None else ())
+    cols = [f"{m}@{k} {t}" for k in ks for m in ("land cover", "activity") for t in tags]
+    return df[["landcovers", "chance", "activity chance"] + [c for c in cols if c in df.columns]]
 
 # %% ../nbs/07_retrieval.ipynb #70e0dac8
 def text_to_overhead_figure(run, # loaded run

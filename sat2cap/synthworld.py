@@ -19,8 +19,8 @@ from .render import render_overhead, render_ground
 
 # %% auto #0
 __all__ = ['PARTIAL', 'MAX_REGION_TILES', 'CLASS_COLORS', 'sample_tiles', 'region_grid', 'sample_photos', 'region_truth',
-           'write_region', 'write_synthworld', 'retrieval_ceiling', 'clip_oracle', 'ceiling_report', 'pick_triplets',
-           'plot_triplets', 'region_frame', 'plot_landcover_map', 'synthworld_cli']
+           'write_region', 'write_synthworld', 'retrieval_ceiling', 'truth_means', 'expected_embeddings', 'clip_oracle',
+           'ceiling_report', 'pick_triplets', 'plot_triplets', 'region_frame', 'plot_landcover_map', 'synthworld_cli']
 
 # %% ../nbs/00d_synthworld.ipynb #2b555bce
 @functools.lru_cache(None)
@@ -488,6 +488,33 @@ def retrieval_ceiling(data, # SynthWorld dataset folder (reads truth/photos.parq
     ratio = lambda L: (L / np.maximum(L.mean(0, keepdims=True), 1e-300))[:, inv]
     return {"gallery": len(keys), "with_meta": _ranks_of_truth(ratio(L), ks), "no_meta": _ranks_of_truth(ratio(L0), ks)}
 
+def truth_means(data, # SynthWorld dataset folder (reads truth/photos.parquet)
+                ref_keys:list, # keys of reference (training) photos
+                ref_emb, # (M, D) their frozen-CLIP embeddings (a memory map is read in chunks)
+                chunk:int=100_000, # reference rows summed at a time
+                photos=None, # truth/photos.parquet indexed by key, if already read
+               ) -> tuple:
+    "Return the distinct truths (U, 5) of the reference photos and their mean embedding per truth (U, D)."
+    import pandas as pd
+    photos = pd.read_parquet(Path(data) / "truth/photos.parquet").set_index("key") if photos is None else photos
+    u, inv = np.unique(_truth_rows(photos.loc[list(ref_keys)]), axis=0, return_inverse=True)
+    inv = inv.ravel()
+    M = np.zeros((len(u), ref_emb.shape[1]))                                           # (U, D) sums per truth
+    for i in range(0, len(inv), chunk): np.add.at(M, inv[i:i + chunk], np.asarray(ref_emb[i:i + chunk], dtype=float))
+    return u, M / np.bincount(inv, minlength=len(u))[:, None]
+
+def expected_embeddings(world:SynthWorld, lat, lon, # (N,) tiles
+                        month, hour, # (N,) or scalar fractional month and local solar hour
+                        means:tuple, # (truths, mean embeddings) from `truth_means`
+                        cover=None, # (N, C) precomputed land cover
+                       ) -> np.ndarray:
+    "Return (N, D) unit expected photo embeddings of tiles at a time: the posterior-mean CLIP query."
+    lat, lon = np.atleast_1d(np.asarray(lat, dtype=float)), np.atleast_1d(np.asarray(lon, dtype=float))
+    cover = world.landcover(lat, lon) if cover is None else cover
+    month, hour = np.broadcast_to(month, lat.shape).astype(float), np.broadcast_to(hour, lat.shape).astype(float)
+    Q = _truth_likelihood(world, lat, lon, cover, month, hour, means[0]) @ means[1]     # (N, D)
+    return Q / np.maximum(np.linalg.norm(Q, axis=1, keepdims=True), 1e-12)
+
 def clip_oracle(data, # SynthWorld dataset folder
                 keys:list, # the N held-out photo keys (queries: their tiles at their times; gallery: their photos)
                 gallery, # (N, D) normalized frozen-CLIP embeddings of the keys' photos
@@ -501,14 +528,9 @@ def clip_oracle(data, # SynthWorld dataset folder
     import pandas as pd
     photos = pd.read_parquet(Path(data) / "truth/photos.parquet").set_index("key")    # read once for both sides
     world, ph, lat, lon, cover = _held_out(data, keys, photos)
-    ref = photos.loc[list(ref_keys)]
-    u, inv = np.unique(_truth_rows(ref), axis=0, return_inverse=True)
-    inv = inv.ravel()
-    M = np.zeros((len(u), ref_emb.shape[1]))                                           # (U, D) sums per truth
-    for i in range(0, len(inv), chunk): np.add.at(M, inv[i:i + chunk], np.asarray(ref_emb[i:i + chunk], dtype=float))
-    M /= np.bincount(inv, minlength=len(u))[:, None]
-    Q = _at_own_time(world, ph, lat, lon, cover, u) @ M                                # (N, D) expected embedding
-    Q /= np.maximum(np.linalg.norm(Q, axis=1, keepdims=True), 1e-12)
+    means = truth_means(data, ref_keys, ref_emb, chunk, photos)
+    Q = expected_embeddings(world, lat, lon, frac_month(ph.month.to_numpy(), ph.day.to_numpy()),
+                            ph.hour.to_numpy() + ph.minute.to_numpy() / 60, means, cover)   # (N, D)
     return _ranks_of_truth(Q @ np.asarray(gallery, dtype=float).T, ks)
 
 def ceiling_report(data, # dataset folder; None is returned unless it is a SynthWorld with truth tables

@@ -33,8 +33,9 @@ from .synthworld import ceiling_report
 __all__ = ['PAPER', 'META', 'PRESETS', 'RUN_FILES', 'setup_dist', 'autocast', 'barrier', 'all_gather_objects', 'rng_state',
            'set_rng_state', 'preserve_rng', 'epoch_quota', 'batch_stream', 'save_checkpoint', 'make_optimizer',
            'make_schedule', 'TrainStep', 'embed_samples', 'evaluate', 'shard_counts', 'overhead_stats_dist',
-           'TrainState', 'setup_run', 'train', 'validate', 'evaluate_run', 'is_tiny_clip', 'data_fingerprint',
-           'count_until', 'run_state', 'clear_run', 'check_config', 'make_config', 'train_cli', 'evaluate_cli']
+           'TrainState', 'setup_run', 'train', 'validate', 'reference_embeddings', 'evaluate_run', 'is_tiny_clip',
+           'data_fingerprint', 'count_until', 'run_state', 'clear_run', 'check_config', 'make_config', 'train_cli',
+           'evaluate_cli']
 
 # %% ../nbs/05_train.ipynb #7f938cfe
 # with the default RandomResizedCrop + RandAugment and cosine restarts
@@ -447,7 +448,10 @@ def _cache_shows(cache:GroundCache, shards:list, clip, device:str, n:int=8) -> b
     now = F.normalize(GroundEncoder(clip).to(device).eval()(x).float(), dim=-1).cpu()   # (n, D)
     return bool(torch.allclose(F.normalize(cache.lookup([s["key"] for s in S]), dim=-1), now, atol=2e-2))
 
-def _train_reference(run, data, device:str) -> tuple|None:
+def reference_embeddings(run, # loaded run
+                         data, # dataset folder the run was trained on
+                         device:str="cpu", # where the CLIP embeds photos the cache lacks
+                        ) -> tuple|None:
     ("Return (keys, (M, D) embeddings) of a SynthWorld's training photos: the run's ground cache when it covers "
      "them, else computed (nothing is written); None for other data.")
     if not (Path(data) / "truth/photos.parquet").exists(): return None
@@ -477,7 +481,7 @@ def evaluate_run(run, # a `Run` or a run folder
              "sat2cap_meta": run.model.embed(img, *meta).cpu()}
     g = F.normalize(emb["ground"], dim=-1)
     o2g = {k: retrieval_metrics(v, g) for k, v in views.items()}
-    ref = _train_reference(run, data, device)
+    ref = reference_embeddings(run, data, device)
     clip_space = None if ref is None else (g.numpy(), *ref)      # for the posterior-mean CLIP query
     return {"gallery": len(emb["key"]), "skipped": emb["skipped"],
             "overhead_to_ground": o2g,

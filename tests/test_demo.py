@@ -1,6 +1,7 @@
 """`sat2cap demo` end to end on a tiny SynthWorld: every stage runs, the report holds the score tables and every
 figure, and a second run reuses every finished stage."""
 import json, re
+import numpy as np
 from pathlib import Path
 import pytest
 from sat2cap.demo import demo, PAPER_PROMPTS
@@ -48,6 +49,31 @@ def test_map_aucs_equal_hand_computed(out):
         for key, meta in (("auc", True), ("no_meta_auc", False)):
             sim = maps.similarity_map(conus, run, a["prompt"], a["when"], use_meta=meta)
             assert a[key] == pytest.approx(roc_auc_score(truth, sim), abs=1e-4), (a["prompt"], key)
+
+def test_clip_query_columns_equal_hand_computed(out):
+    "The paraphrase table's and Fig. 4's CLIP-query scores are the posterior-mean query's, recomputed here."
+    from sklearn.metrics import roc_auc_score
+    from sat2cap import maps, retrieval as R
+    from sat2cap.runs import load_run
+    from sat2cap.synthworld import SynthWorld
+    from sat2cap.world import ACTIVITIES
+    fig = json.loads(next(out.glob("figures-*/stage.json")).read_text())["result"]
+    run, data = load_run(next(out.glob("train-*"))), next(out.glob("world-*"))
+    world, means = SynthWorld.from_manifest(data), R.clip_query_means(run, data)
+    conus = maps.region_for(run, "conus", cache_dir=next(out.glob("figures-*")) / "regions")
+    scored = [a for a in fig["paraphrase_auc"] if a["clip_query_auc"] is not None]
+    assert len(scored) >= 10
+    for a in scored[:6]:
+        truth = maps.prompt_truth(world, a["prompt"], conus.lat, conus.lon, a["when"])
+        sim = R.clip_query_map(conus.lat, conus.lon, run, world, a["prompt"], a["when"], means)
+        assert a["clip_query_auc"] == pytest.approx(roc_auc_score(truth, sim), abs=1e-4), a["prompt"]
+    assert np.mean([a["clip_query_auc"] for a in scored]) > 0.65     # above chance (0.5) even with a 20-step CLIP
+    rep = (out / "report.md").read_text()
+    assert "| prompt | when | auc | no_meta_auc | clip_query_auc | positives |" in rep
+    for row in fig["text_to_overhead"]:                                     # Fig. 4: agreement of the query's top tiles
+        assert 0 <= row["activity@4 CLIP query"] <= 1 and row["activity@4 CLIP query"] * 4 == round(row["activity@4 CLIP query"] * 4)
+    horses = next(r for r in fig["text_to_overhead"] if r["prompt"] == "people riding horses")
+    assert horses["activity@4 CLIP query"] >= 0.75 > horses["activity chance"]
 
 def test_headline_ordering_and_ceiling(out):
     "Held-out overhead->ground retrieval: with date/time > without > CLIP baseline, all below the Bayes ceiling."

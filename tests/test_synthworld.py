@@ -228,3 +228,24 @@ def test_clip_oracle_is_the_posterior_mean_query(small):
     hide = np.random.default_rng(0).normal(size=(40, 8))
     hide /= np.linalg.norm(hide, axis=1, keepdims=True)
     assert clip_oracle(d / "a", keys, hide, keys, hide)["R@1"] < got["R@1"]      # an embedding that shows nothing ranks worse
+
+
+def test_expected_embeddings_weight_each_truths_mean_by_its_likelihood(small):
+    "The map query of a tile at a time is the photos' mean embedding per truth weighted by P(truth | tile, time)."
+    import pandas as pd
+    from sat2cap.synthworld import truth_means, expected_embeddings, _truth_rows, _truth_likelihood
+    d, _ = small
+    ph = pd.read_parquet(d / "a/truth/photos.parquet")
+    emb = np.random.default_rng(1).normal(size=(len(ph), 6))
+    u, M = truth_means(d / "a", ph.key.tolist(), emb, chunk=11)
+    codes = _truth_rows(ph.set_index("key"))
+    for i in (0, len(u) // 2, len(u) - 1):                             # each mean is over exactly its truth's photos
+        np.testing.assert_allclose(M[i], emb[(codes == u[i]).all(1)].mean(0), atol=1e-12)
+    world = SynthWorld.from_manifest(d / "a")
+    lat, lon = np.array([40.0, 35.5, 45.2]), np.array([-105.0, -90.0, -70.0])
+    cover = world.landcover(lat, lon)
+    L = _truth_likelihood(world, lat, lon, cover, np.full(3, 7.5), np.full(3, 14.0), u)    # (3, U)
+    want = (L @ M) / np.linalg.norm(L @ M, axis=1, keepdims=True)
+    np.testing.assert_allclose(expected_embeddings(world, lat, lon, 7.5, 14.0, (u, M)), want, atol=1e-12)
+    night = expected_embeddings(world, lat, lon, 7.5, 2.0, (u, M))      # another hour weighs other truths
+    assert np.abs(night - want).max() > 0.05

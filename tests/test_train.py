@@ -86,10 +86,10 @@ def test_torchrun_two_ranks_share_queue(world, tmp_path):
 def test_clip_oracle_reads_the_runs_own_ground_cache(tiny_world, tiny_run, monkeypatch):
     "evaluate takes the training photos' embeddings from the run's cache (built under its --clip name), not anew."
     import sat2cap.train as T
-    fresh = T._train_reference(load_run(tiny_run), tiny_world, "cpu")
+    fresh = T.reference_embeddings(load_run(tiny_run), tiny_world, "cpu")
     monkeypatch.setattr(T, "compute_ground_embeddings", lambda *a, **k: pytest.fail("recomputed the training photos"))
     res = evaluate_run(tiny_run, tiny_world, gallery=1000)
-    keys, emb = T._train_reference(load_run(tiny_run), tiny_world, "cpu")
+    keys, emb = T.reference_embeddings(load_run(tiny_run), tiny_world, "cpu")
     assert sorted(keys) == sorted(fresh[0]) and len(keys) == len(emb) > 0
     c = res["ceiling"]
     assert c["clip_oracle"]["R@1"] <= c["clip_oracle"]["R@10"] and 0 < c["clip_oracle"]["median_rank"] <= res["gallery"]
@@ -105,5 +105,5 @@ def test_clip_oracle_does_not_take_another_worlds_cache(tiny_run, tmp_path, monk
     write_synthworld(other, n_samples=100, seed=4, region_step=4.0, workers=1)       # same key names, other photos
     calls, real = [], T.compute_ground_embeddings
     monkeypatch.setattr(T, "compute_ground_embeddings", lambda *a, **k: calls.append(1) or real(*a, **k))
-    keys, emb = T._train_reference(load_run(tiny_run), other, "cpu")
+    keys, emb = T.reference_embeddings(load_run(tiny_run), other, "cpu")
     assert calls == [1] and len(keys) == len(emb) > 0
