@@ -32,6 +32,7 @@ class DemoConfig:
     image_size: int = 64        # overhead tile and ground photo size, px
     region_step: float = 0.5    # region grid spacing for the maps, degrees
     clip_steps: int = 600       # embedded-CLIP pretraining steps
+    clip_lr: float = 1e-3       # embedded-CLIP peak learning rate
     train_steps: int = 1500     # Sat2Cap training steps
     batch_size: int = 64        # Sat2Cap batch size
     gallery: int = 1000         # held-out retrieval gallery size
@@ -79,9 +80,9 @@ def world_stage(out, cfg:DemoConfig) -> tuple:
 
 def clip_stage(out, cfg:DemoConfig, world:Path) -> tuple:
     "Pretrain (or reuse) the embedded tiny CLIP on the world's photos and captions."
-    s = dict(world=world.name, steps=cfg.clip_steps, seed=cfg.seed, gallery=cfg.gallery)
+    s = dict(world=world.name, steps=cfg.clip_steps, lr=cfg.clip_lr, seed=cfg.seed, gallery=cfg.gallery)
     def fn(d):
-        m = pretrain_clip(world, d, steps=cfg.clip_steps, seed=cfg.seed, gallery=cfg.gallery)
+        m = pretrain_clip(world, d, steps=cfg.clip_steps, lr=cfg.clip_lr, seed=cfg.seed, gallery=cfg.gallery)
         return {k: m[k] for k in ("R@10", "chance_R@10", "gallery")}
     return run_stage(out, "clip", s, fn)
 
