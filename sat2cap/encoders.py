@@ -356,7 +356,7 @@ def _epoch_batches(n:int, batch_size:int, g:torch.Generator):
 
 # %% ../nbs/02_encoders.ipynb #9619f33f
 def train_clip(model:nn.Module, images, tokens, # CLIP, (N, 3, S, S) photos, (N, L) caption tokens
-               steps:int=100, batch_size:int=128, lr:float=1e-3, # optimisation length, batch, peak LR
+               steps:int=100, batch_size:int=128, lr:float=5e-4, # optimisation length, batch, peak LR
                weight_decay:float=0.1, warmup:int=50, seed:int=0, # decay, warm-up steps, batch-order seed
               ) -> list[float]:
     "Train both CLIP towers contrastively on (photo, caption) pairs; return the loss per step."
@@ -385,7 +385,7 @@ def pretrain_clip(data,                  # SynthWorld folder with train/ and val
                   out,                   # folder to write the pretrained CLIP into (see `save_clip`)
                   steps:int=250,         # optimizer steps
                   batch_size:int=128,    # pairs per step
-                  lr:float=1e-3,         # peak learning rate (5e-4 left paraphrases weaker)
+                  lr:float=5e-4,         # peak learning rate
                   seed:int=0,            # seed for initialisation and batch order
                   spec:str="tiny",       # CLIP to start from (see `load_clip`)
                   gallery:int=1000,      # held-out pairs in the retrieval gallery
@@ -425,7 +425,7 @@ def pretrain_clip_cli(data:str,              # SynthWorld folder (from `sat2cap 
                       out:str=None,          # folder to write the pretrained CLIP into (required)
                       steps:int=250,         # optimizer steps
                       batch_size:int=128,    # pairs per step
-                      lr:float=1e-3,         # peak learning rate (5e-4 left paraphrases weaker)
+                      lr:float=5e-4,         # peak learning rate
                       seed:int=0,            # seed for initialisation and batch order
                       clip:str="tiny",       # CLIP to start from: tiny, ARCH, ARCH:TAG, ARCH:CHECKPOINT or a saved folder
                       gallery:int=1000,      # held-out pairs in the retrieval gallery
