@@ -212,8 +212,8 @@ def _ceiling_table(ev:dict) -> str:
 
 # %% ../nbs/11_demo.ipynb #e04a8c8a
 _QUERY_NOTE = ("\n\nCLIP query: the posterior-mean CLIP query (`sat2cap.retrieval.clip_query_map`), each tile's "
-                   "expected training-photo embedding under SynthWorld's own model: what a perfect Sat2Cap on this "
-                   "frozen CLIP would score.")
+               "expected training-photo embedding under SynthWorld's own model: what a perfect Sat2Cap on this "
+               "frozen CLIP would score.")
 
 def stage_times(dirs:dict, # stage name -> finished stage folder
                ) -> list:
