@@ -467,10 +467,13 @@ def _held_out(data, keys:list, photos=None) -> tuple:
     tiles = pd.read_parquet(Path(data) / "truth/tiles.parquet").set_index("tile_id").loc[ph.tile_id]
     return world, ph, tiles.lat.to_numpy(float), tiles.lon.to_numpy(float), tiles[LANDCOVER].to_numpy(float)
 
+def _own_time(ph) -> tuple:
+    "Return the (N,) fractional months and hours of truth/photos.parquet rows."
+    return frac_month(ph.month.to_numpy(), ph.day.to_numpy()), ph.hour.to_numpy() + ph.minute.to_numpy() / 60
+
 def _at_own_time(world, ph, lat, lon, cover, u) -> np.ndarray:
     "Return (N, U) P(truth u | tile, time) at each photo's own date and time."
-    return _truth_likelihood(world, lat, lon, cover, frac_month(ph.month.to_numpy(), ph.day.to_numpy()),
-                             ph.hour.to_numpy() + ph.minute.to_numpy() / 60, u)
+    return _truth_likelihood(world, lat, lon, cover, *_own_time(ph), u)
 
 def retrieval_ceiling(data, # SynthWorld dataset folder (reads truth/photos.parquet and truth/tiles.parquet)
                       keys:list, # the N held-out photo keys forming queries (their tiles) and gallery (their photos)
@@ -529,8 +532,7 @@ def clip_oracle(data, # SynthWorld dataset folder
     photos = pd.read_parquet(Path(data) / "truth/photos.parquet").set_index("key")    # read once for both sides
     world, ph, lat, lon, cover = _held_out(data, keys, photos)
     means = truth_means(data, ref_keys, ref_emb, chunk, photos)
-    Q = expected_embeddings(world, lat, lon, frac_month(ph.month.to_numpy(), ph.day.to_numpy()),
-                            ph.hour.to_numpy() + ph.minute.to_numpy() / 60, means, cover)   # (N, D)
+    Q = expected_embeddings(world, lat, lon, *_own_time(ph), means, cover)                   # (N, D)
     return _ranks_of_truth(Q @ np.asarray(gallery, dtype=float).T, ks)
 
 def ceiling_report(data, # dataset folder; None is returned unless it is a SynthWorld with truth tables
