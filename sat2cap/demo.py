@@ -16,7 +16,7 @@ from .concepts import prompt_concepts
 from .synthworld import write_synthworld
 from .encoders import pretrain_clip
 from .runs import load_run
-from .train import make_config, train, evaluate_run
+from .train import PRESETS, make_config, train, evaluate_run
 import sat2cap.retrieval as R, sat2cap.captions as C, sat2cap.maps as maps
 
 # %% auto #0
@@ -89,7 +89,8 @@ def clip_stage(out, cfg:DemoConfig, world:Path) -> tuple:
 # %% ../nbs/11_demo.ipynb #3a8efcca
 def train_stage(out, cfg:DemoConfig, world:Path, clip:Path) -> tuple:
     "Train (or reuse) Sat2Cap on the world with the pretrained CLIP."
-    s = dict(world=world.name, clip=clip.name, steps=cfg.train_steps, batch_size=cfg.batch_size, seed=cfg.seed)
+    s = dict(world=world.name, clip=clip.name, steps=cfg.train_steps, batch_size=cfg.batch_size, seed=cfg.seed,
+             preset=PRESETS["synthworld"])                     # the model and augmentation settings
     def fn(d):
         tc = make_config(world, d, clip=str(clip), steps=cfg.train_steps, batch_size=cfg.batch_size, seed=cfg.seed,
                          eval_every=max(cfg.train_steps // 3, 1), ckpt_every=max(cfg.train_steps // 3, 1))

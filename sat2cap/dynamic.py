@@ -12,10 +12,13 @@ from .core import Sat2CapError
 from .encoders import OverheadEncoder
 
 # %% auto #0
-__all__ = ['N_FEATURES', 'days_in_year', 'features', 'when_meta', 'DynamicEncoder', 'Sat2Cap']
+__all__ = ['n_features', 'days_in_year', 'features', 'when_meta', 'DynamicEncoder', 'Sat2Cap']
 
 # %% ../nbs/03_dynamic.ipynb #33ec7854
-N_FEATURES = 9  # sin/cos of lat, lon, day of year, hour + linear year
+def n_features(harmonics:int=1, # sin/cos pairs per angle
+              ) -> int:
+    "Return the number of features `features` makes: sin/cos of 4 angles per harmonic + linear year."
+    return 8 * harmonics + 1
 
 def days_in_year(year:torch.Tensor, # (B,) calendar years
                 ) -> torch.Tensor:
@@ -29,15 +32,18 @@ def features(lat, # (B,) latitude in degrees
              year, # (B,) calendar year
              doy, # (B,) day of year, 1 = 1 January (may be fractional)
              hour, # (B,) hour of day in [0, 24] (fractional)
+             harmonics:int=1, # sin/cos of k times each angle for k = 1..harmonics
             ) -> torch.Tensor:
-    "Return the (B, 9) sin/cos time-and-place features."
+    "Return the (B, 8 * harmonics + 1) sin/cos time-and-place features."
     lat, lon, year, doy, hour = torch.broadcast_tensors(*[torch.as_tensor(v, dtype=torch.float32)
                                                           for v in (lat, lon, year, doy, hour)])
     angles = torch.stack([torch.deg2rad(lat), torch.deg2rad(lon),
                           2 * math.pi * (doy - 1) / days_in_year(year),
                           2 * math.pi * hour / 24], -1)           # (B, 4)
+    k = torch.arange(1, harmonics + 1, dtype=torch.float32)
+    angles = (angles[..., None] * k).flatten(-2)                  # (B, 4 * harmonics): lat k=1..K, lon ...
     year_lin = ((year - 2000) / 50)[..., None]                    # (B, 1)
-    return torch.cat([angles.sin(), angles.cos(), year_lin], -1)  # (B, 9)
+    return torch.cat([angles.sin(), angles.cos(), year_lin], -1)  # (B, 8 * harmonics + 1)
 
 # %% ../nbs/03_dynamic.ipynb #9bb2122c
 def when_meta(when:str, # "YYYY-MM-DD HH:MM" (seconds optional)
@@ -55,16 +61,18 @@ def when_meta(when:str, # "YYYY-MM-DD HH:MM" (seconds optional)
 class DynamicEncoder(nn.Module):
     "Map (lat, lon, year, doy, hour) to a (B, D) offset for the overhead embedding."
     def __init__(self, dim:int, # embedding size D
-                 hidden:int=64, # hidden width of the MLP
+                 hidden:int=64, # hidden width of the MLP (paper: 64)
+                 harmonics:int=1, # sin/cos harmonics per angle in the features (paper: 1)
                 ):
         super().__init__()
-        self.mlp = nn.Sequential(nn.Linear(N_FEATURES, hidden), nn.ReLU(), nn.Linear(hidden, dim))
+        self.harmonics = harmonics
+        self.mlp = nn.Sequential(nn.Linear(n_features(harmonics), hidden), nn.ReLU(), nn.Linear(hidden, dim))
         nn.init.zeros_(self.mlp[-1].weight)
         nn.init.zeros_(self.mlp[-1].bias)
 
     def forward(self, lat, lon, year, doy, hour, drop_p:float=0.0) -> torch.Tensor:
         "Return the (B, D) offset; in training zero it for a random `drop_p` share of samples."
-        x = features(lat, lon, year, doy, hour).to(self.mlp[0].weight.device)  # (B, 9)
+        x = features(lat, lon, year, doy, hour, self.harmonics).to(self.mlp[0].weight.device)  # (B, F)
         out = self.mlp(x)                                                     # (B, D)
         if self.training and drop_p > 0:
             keep = (torch.rand(out.shape[0], device=out.device) >= drop_p).to(out.dtype)  # (B,)
@@ -77,14 +85,15 @@ class Sat2Cap(nn.Module):
     def __init__(self, overhead:nn.Module, # image encoder: (B, 3, H, W) -> (B, D) unnormalized
                  dim:int, # embedding size D
                  hidden:int=64, # hidden width of the dynamic MLP
+                 harmonics:int=1, # sin/cos harmonics per angle of the dynamic features
                 ):
         super().__init__()
-        self.overhead, self.dynamic, self.dim = overhead, DynamicEncoder(dim, hidden), dim
+        self.overhead, self.dynamic, self.dim = overhead, DynamicEncoder(dim, hidden, harmonics), dim
 
     @classmethod
-    def from_clip(cls, clip, hidden:int=64):
+    def from_clip(cls, clip, hidden:int=64, harmonics:int=1):
         "Build from a `ClipBundle`: a trainable copy of its image tower plus a fresh dynamic encoder."
-        return cls(OverheadEncoder(clip), clip.embed_dim, hidden)
+        return cls(OverheadEncoder(clip), clip.embed_dim, hidden, harmonics)
 
     def encode_image(self, overhead:torch.Tensor) -> torch.Tensor:
         "Return (B, D) unnormalized image embeddings of (B, 3, H, W) overhead tiles."

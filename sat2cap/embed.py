@@ -300,11 +300,12 @@ def _mlp_parts(model):
 
 _T0 = dict(year=2000., doy=1., hour=0.)
 
-def _time_shift(m:dict, dev) -> torch.Tensor|None:
+def _time_shift(m:dict, dev, harmonics:int=1) -> torch.Tensor|None:
     "Return f(x, T) - f(x, T0) (same for every x), or None when the features are not separable."
     lat, lon = torch.tensor([0., 37.5]), torch.tensor([0., -101.2])
     T = {k: torch.tensor(float(m[k])) for k in ("year", "doy", "hour")}
-    d = features(lat, lon, **T) - features(lat, lon, **{k: torch.tensor(v) for k, v in _T0.items()})  # (2, F)
+    T0 = {k: torch.tensor(v) for k, v in _T0.items()}
+    d = features(lat, lon, **T, harmonics=harmonics) - features(lat, lon, **T0, harmonics=harmonics)  # (2, F)
     return d[0].to(dev) if torch.allclose(d[0], d[1], atol=1e-6) else None
 
 def _params_key(model) -> str:
@@ -321,7 +322,8 @@ def fast_dynamic(region:Region, # tiles and embeddings (the cache is kept on it)
                 ) -> dict|None:
     "Return the cached time-independent parts (A, P, q) for `run.model` on `region`, or None if not applicable."
     parts = _mlp_parts(run.model)
-    if parts is None or _time_shift(_T0 | dict(year=2012.), "cpu") is None: return None
+    K = getattr(getattr(run.model, "dynamic", None), "harmonics", 1)
+    if parts is None or _time_shift(_T0 | dict(year=2012.), "cpu", K) is None: return None
     key = _params_key(run.model)
     cache = getattr(region, "_fast", None)
     if cache is not None and cache["key"] == key: return cache
@@ -333,7 +335,7 @@ def fast_dynamic(region:Region, # tiles and embeddings (the cache is kept on it)
     for i in range(0, N, chunk):
         s = slice(i, i + chunk)
         e = torch.from_numpy(region.emb[s]).to(dev)  # (n, D)
-        f = features(lat[s], lon[s], **{k: torch.tensor(v) for k, v in _T0.items()}).to(dev)  # (n, F)
+        f = features(lat[s], lon[s], **{k: torch.tensor(v) for k, v in _T0.items()}, harmonics=K).to(dev)  # (n, F)
         A[s] = torch.addmm(b1, f, W1.T).cpu()                              # (n, H)
         P[s] = (2 * (e @ W2 + b2 @ W2)).cpu()                              # (n, H)
         q[s] = ((e * e).sum(1) + 2 * e @ b2 + b2 @ b2).cpu()               # (n,)
@@ -352,7 +354,7 @@ def fast_similarity(region:Region, # tiles and embeddings
     if cache is None: return None
     W1, b1, W2, b2 = [x.cpu() for x in _mlp_parts(run.model)]
     t = t.float().cpu()
-    c = W1 @ _time_shift(m, "cpu")                                 # (H,) time part of the first layer
+    c = W1 @ _time_shift(m, "cpu", run.model.dynamic.harmonics)   # (H,) time part of the first layer
     w, beta, G = W2.T @ t, float(b2 @ t), W2.T @ W2               # (H,), scalar, (H, H)
     E = torch.from_numpy(region.emb)
     A, P, q = cache["A"], cache["P"], cache["q"]

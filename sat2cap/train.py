@@ -30,12 +30,12 @@ from .runs import TrainConfig, Run, load_run, complete_checkpoints, load_checkpo
 from .synthworld import ceiling_report
 
 # %% auto #0
-__all__ = ['PAPER', 'META', 'PRESETS', 'RUN_FILES', 'setup_dist', 'autocast', 'barrier', 'all_gather_objects', 'rng_state',
-           'set_rng_state', 'preserve_rng', 'epoch_quota', 'batch_stream', 'save_checkpoint', 'make_optimizer',
-           'make_schedule', 'TrainStep', 'embed_samples', 'evaluate', 'shard_counts', 'overhead_stats_dist',
-           'TrainState', 'setup_run', 'train', 'validate', 'reference_embeddings', 'evaluate_run', 'is_tiny_clip',
-           'data_fingerprint', 'count_until', 'run_state', 'clear_run', 'check_config', 'make_config', 'train_cli',
-           'evaluate_cli']
+__all__ = ['PAPER', 'META', 'SYNTHWORLD', 'PRESETS', 'RUN_FILES', 'setup_dist', 'autocast', 'barrier', 'all_gather_objects',
+           'rng_state', 'set_rng_state', 'preserve_rng', 'epoch_quota', 'batch_stream', 'save_checkpoint',
+           'make_optimizer', 'make_schedule', 'TrainStep', 'embed_samples', 'evaluate', 'shard_counts',
+           'overhead_stats_dist', 'TrainState', 'setup_run', 'train', 'validate', 'reference_embeddings',
+           'evaluate_run', 'is_tiny_clip', 'data_fingerprint', 'count_until', 'run_state', 'clear_run', 'check_config',
+           'make_config', 'train_cli', 'evaluate_cli']
 
 # %% ../nbs/05_train.ipynb #7f938cfe
 # with the default RandomResizedCrop + RandAugment and cosine restarts
@@ -338,7 +338,7 @@ def setup_run(cfg:TrainConfig, rank:int=0, world:int=1, device:str="cpu") -> Tra
     if rank == 0 and not (run / "clip").exists(): save_clip(clip, run / "clip")
     cfg = _derive(cfg, stats, len(caches["train"]))
     seed_everything(cfg.seed)                              # model init independent of what ran before
-    model = Sat2Cap.from_clip(clip).to(device).train()
+    model = Sat2Cap.from_clip(clip, cfg.dynamic_hidden, cfg.dynamic_harmonics).to(device).train()
     loss_fn = MemoryBankLoss(clip.embed_dim, cfg.queue_size, tau=cfg.tau).to(device)
     step_mod = TrainStep(model, loss_fn)
     opt = make_optimizer(step_mod, cfg)
@@ -347,7 +347,8 @@ def setup_run(cfg:TrainConfig, rank:int=0, world:int=1, device:str="cpu") -> Tra
     if cfg.resume and complete_checkpoints(run): step, pos, rng = _resume(run, world, rank, model, loss_fn, opt, sched)
     else: loss_fn.fill(caches["train"].emb, seed=cfg.seed)
     if world > 1: step_mod = _ddp(step_mod)
-    tf = dict(train=overhead_train_transform(clip.image_size, cfg.overhead_mean, cfg.overhead_std),
+    tf = dict(train=overhead_train_transform(clip.image_size, cfg.overhead_mean, cfg.overhead_std,
+                                             (cfg.crop_scale, 1.0), cfg.randaug_ops, cfg.randaug_magnitude),
               eval=overhead_eval_transform(clip.image_size, cfg.overhead_mean, cfg.overhead_std))
     return TrainState(cfg=cfg, clip=clip, model=model, loss_fn=loss_fn, step_mod=step_mod, opt=opt, sched=sched,
                       caches=caches, tf=tf, ground_enc=GroundEncoder(clip).to(device).eval(), train_shards=train_sh,
@@ -489,7 +490,10 @@ def evaluate_run(run, # a `Run` or a run folder
             "ceiling": ceiling_report(data, emb["key"], o2g, clip_space=clip_space)}   # SynthWorld only (else None)
 
 # %% ../nbs/05_train.ipynb #b8d9d463
-PRESETS = {"synthworld": {}, "paper": PAPER}
+# SynthWorld: a wider dynamic encoder with four harmonics, and augmentation that keeps a tile's land-cover colours
+# and most of its area (val R@10 after 1,500 steps on the full demo's world: 0.568 -> 0.656)
+SYNTHWORLD = dict(dynamic_hidden=256, dynamic_harmonics=4, crop_scale=0.8, randaug_ops=1, randaug_magnitude=5)
+PRESETS = {"synthworld": SYNTHWORLD, "paper": PAPER}
 # a run's files (cache/ is keyed by content: kept)
 RUN_FILES = ("config.json", "metrics.jsonl", "overhead_stats.json", "checkpoints", "clip", "maps")
 
@@ -542,8 +546,11 @@ def check_config(cfg:TrainConfig):
     for k in ("steps", "batch_size", "queue_size", "lr", "T_0", "tau", "eval_samples", "ckpt_every", "keep_ckpts",
               "log_every"):
         check_positive(f"--{k.replace('_', '-')}", getattr(cfg, k))
-    for k in ("eval_every", "num_workers", "cpu_threads", "seed", "weight_decay", "eta_min"):
+    for k in ("eval_every", "num_workers", "cpu_threads", "seed", "weight_decay", "eta_min", "randaug_ops",
+              "randaug_magnitude"):
         check_nonneg(f"--{k.replace('_', '-')}", getattr(cfg, k))
+    for k in ("dynamic_hidden", "dynamic_harmonics"): check_positive(k, getattr(cfg, k))
+    if not 0 < cfg.crop_scale <= 1: raise Sat2CapError(f"crop_scale must be in (0, 1], got {cfg.crop_scale}")
     check_fraction("--meta-dropout", cfg.meta_dropout)
     for b in cfg.betas: check_fraction("betas", b)
     if cfg.T_mult < 1: raise Sat2CapError(f"T_mult must be 1 or more, got {cfg.T_mult}")

@@ -112,6 +112,25 @@ def test_fast_path_many_tiles_and_cache(run):
         with torch.no_grad(): run.model.dynamic.mlp[0].bias.sub_(0.1)
 
 
+def test_fast_path_with_harmonics_matches_the_model():
+    "A four-harmonic, 256-wide dynamic encoder (the SynthWorld preset) keeps the fast path exact."
+    from sat2cap.encoders import load_clip, overhead_preprocess
+    from sat2cap.dynamic import Sat2Cap
+    torch.manual_seed(3)
+    clip = load_clip("tiny", device="cpu")
+    model = Sat2Cap.from_clip(clip, hidden=256, harmonics=4).eval()
+    torch.nn.init.normal_(model.dynamic.mlp[-1].weight, std=0.2)
+    r = SimpleNamespace(model=model, clip=clip, overhead_transform=overhead_preprocess(clip))
+    rng = np.random.default_rng(4)
+    reg = Region.from_arrays(rng.uniform(25, 49, 500), rng.uniform(-124, -67, 500), rng.normal(size=(500, model.dim)))
+    t = text_embedding(r, "people riding horses")
+    for when in ("2012-07-04 23:15", "2013-12-20 08:00"):
+        fast = fast_similarity(reg, r, t, when)
+        assert fast is not None
+        np.testing.assert_allclose(fast, direct_similarity(reg, r, t, when), atol=1e-5)
+    assert np.abs(fast_similarity(reg, r, t, "2012-07-04 23:15") - fast).max() > 1e-3   # the hour matters
+
+
 def test_query_errors(run):
     reg = Region.from_arrays([40.0], [-100.0], np.ones((1, run.model.dim)))
     with pytest.raises(Sat2CapError, match="prompt is empty"): similarity_map(reg, run, "   ")

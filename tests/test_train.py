@@ -48,6 +48,24 @@ def test_resume_after_sigkill_matches_uninterrupted(world, tmp_path):
     for k in a: torch.testing.assert_close(a[k], b[k], atol=1e-6, rtol=0, msg=k)
     assert json.loads((complete_checkpoints(tmp_path / "b")[-1] / "meta.json").read_text())["step"] == 8
 
+def test_dynamic_encoder_size_comes_from_the_config_and_old_configs_keep_the_papers(world, tmp_path):
+    import dataclasses
+    from sat2cap.core import Sat2CapError
+    from sat2cap.train import make_config, check_config
+    c = make_config(str(world), str(tmp_path / "s"))                  # the tiny CLIP: SynthWorld preset
+    assert (c.preset, c.dynamic_hidden, c.dynamic_harmonics, c.crop_scale, c.randaug_ops) == ("synthworld", 256, 4, 0.8, 1)
+    p = make_config(str(world), str(tmp_path / "p"), preset="paper")
+    assert (p.dynamic_hidden, p.dynamic_harmonics, p.crop_scale, p.randaug_ops, p.randaug_magnitude) == (64, 1, 0.5, 2, 9)
+    old = TrainConfig.from_dict({"steps": 10})                        # saved before the fields existed
+    assert (old.dynamic_hidden, old.dynamic_harmonics) == (64, 1)
+    for bad in (0.0, 1.5):
+        with pytest.raises(Sat2CapError, match="crop_scale"): check_config(dataclasses.replace(c, crop_scale=bad))
+    train(cfg(world, tmp_path / "r", steps=2, eval_every=0, dynamic_hidden=32, dynamic_harmonics=3))
+    r = load_run(tmp_path / "r")                                      # rebuilt with the run's own sizes
+    assert (r.model.dynamic.harmonics, r.model.dynamic.mlp[0].in_features, r.model.dynamic.mlp[0].out_features) == (3, 25, 32)
+    saved = final_weights(tmp_path / "r")
+    torch.testing.assert_close(r.model.dynamic.mlp[0].weight, saved["dynamic.mlp.0.weight"])
+
 TORCHRUN_SCRIPT = """
 import sys, json, torch
 from sat2cap.train import TrainConfig, train
