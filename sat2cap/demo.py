@@ -43,7 +43,9 @@ QUICK = dict(n_samples=5000, region_step=2.0, clip_steps=150, train_steps=300, b
 # paraphrase map AUC at seeds 0 / 1 / 2 (the quick mean swings by up to 0.11 with the seed): 5,000 pairs 0.848 /
 # 0.892 / 0.839 in 134-138 s of stages on a quiet 2-core machine, night share 0.871 / 0.005 at seed 0; 3,500 pairs
 # 0.824 / 0.871 / 0.847; 2,500 pairs 0.764 / 0.878 / 0.830 in 120-123 s; 2,500 pairs with 500 Sat2Cap steps 0.781 /
-# 0.869; 250 CLIP steps scored worse at seed 0 (0.760 on an earlier world)
+# 0.869; 250 CLIP steps scored worse at seed 0 (0.760 on an earlier world). All of these were measured with the
+# paper-sized dynamic encoder; with the SynthWorld preset's 256 units x 4 harmonics seed 0 scores 0.860 (night
+# share 0.843 / 0.012) in 217 s of stages on a machine where the old preset took 193 s
 
 # %% ../nbs/11_demo.ipynb #d8653d4b
 def stage_hash(settings:dict, # the stage's settings, including upstream stage folders
