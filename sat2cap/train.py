@@ -549,7 +549,7 @@ def check_config(cfg:TrainConfig):
     for k in ("eval_every", "num_workers", "cpu_threads", "seed", "weight_decay", "eta_min", "randaug_ops",
               "randaug_magnitude"):
         check_nonneg(f"--{k.replace('_', '-')}", getattr(cfg, k))
-    for k in ("dynamic_hidden", "dynamic_harmonics"): check_positive(k, getattr(cfg, k))
+    for k in ("dynamic_hidden", "dynamic_harmonics"): check_positive(f"--{k.replace('_', '-')}", getattr(cfg, k))
     if not 0 < cfg.crop_scale <= 1: raise Sat2CapError(f"crop_scale must be in (0, 1], got {cfg.crop_scale}")
     check_fraction("--meta-dropout", cfg.meta_dropout)
     for b in cfg.betas: check_fraction("betas", b)
@@ -593,6 +593,11 @@ def make_config(data:str, # dataset folder with train/ and val/ shards
         preset = preset or ("synthworld" if is_tiny_clip(clip) else "paper")
         cfg = TrainConfig(data=str(Path(data).resolve()), out=str(out), preset=preset, **PRESETS[preset])
         cfg.data_fingerprint = data_fingerprint(data)
+    for k in ("dynamic_hidden", "dynamic_harmonics"):                 # the model's shape: its checkpoints need it
+        v = overrides.get(k)
+        if resume and saved.exists() and v is not None and v != getattr(cfg, k):
+            raise Sat2CapError(f"--{k.replace('_', '-')} {v}: the run in {out} was built with {getattr(cfg, k)}, "
+                               "and a resumed run keeps its model")
     for k, v in overrides.items():
         if v is not None: setattr(cfg, k, v)
     if cfg.clip != "tiny" and Path(cfg.clip).is_dir(): cfg.clip = str(Path(cfg.clip).resolve())  # a folder, absolute
@@ -623,6 +628,8 @@ def train_cli(data:str, # dataset folder with train/ and val/ webdataset shards
               batch_size:int=None, # samples per step and process
               queue_size:int=None, # memory-bank size K (default 9600, capped at half the training set)
               lr:float=None, # AdamW learning rate
+              dynamic_hidden:int=None, # hidden units of the dynamic encoder (paper 64, synthworld 256)
+              dynamic_harmonics:int=None, # sin/cos harmonics per angle of its features (paper 1, synthworld 4)
               num_workers:int=None, # data-loader workers per process
               cpu_threads:int=None, # torch threads while training on CPU (0 = the cores the loader workers leave)
               eval_every:int=None, # steps between validations (0 = never)
@@ -636,7 +643,8 @@ def train_cli(data:str, # dataset folder with train/ and val/ webdataset shards
               strict:store_true=False, # stop at the first bad sample or cut-short shard, naming shard and key (default: skip and count)
              ):
     "Train Sat2Cap on a dataset of webdataset shards."
-    opts = dict(clip=clip, steps=steps, batch_size=batch_size, queue_size=queue_size, lr=lr, num_workers=num_workers,
+    opts = dict(clip=clip, steps=steps, batch_size=batch_size, queue_size=queue_size, lr=lr,
+                dynamic_hidden=dynamic_hidden, dynamic_harmonics=dynamic_harmonics, num_workers=num_workers,
                 cpu_threads=cpu_threads, eval_every=eval_every, ckpt_every=ckpt_every, seed=seed, precision=precision,
                 device=device, use_cache=False if no_cache else None)
     rank0 = int(os.environ.get("RANK", 0)) == 0

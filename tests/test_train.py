@@ -60,7 +60,8 @@ def test_dynamic_encoder_size_comes_from_the_config_and_old_configs_keep_the_pap
     assert (old.dynamic_hidden, old.dynamic_harmonics) == (64, 1)
     for bad in (0.0, 1.5):
         with pytest.raises(Sat2CapError, match="crop_scale"): check_config(dataclasses.replace(c, crop_scale=bad))
-    train(cfg(world, tmp_path / "r", steps=2, eval_every=0, dynamic_hidden=32, dynamic_harmonics=3))
+    train_cli.__wrapped__(str(world), out=str(tmp_path / "r"), steps=2, batch_size=8, eval_every=0, num_workers=1,
+                          cpu_threads=1, dynamic_hidden=32, dynamic_harmonics=3)      # the options reach the model
     r = load_run(tmp_path / "r")                                      # rebuilt with the run's own sizes
     assert (r.model.dynamic.harmonics, r.model.dynamic.mlp[0].in_features, r.model.dynamic.mlp[0].out_features) == (3, 25, 32)
     saved = final_weights(tmp_path / "r")
