@@ -339,7 +339,7 @@ def fast_dynamic(region:Region, # tiles and embeddings (the cache is kept on it)
         A[s] = torch.addmm(b1, f, W1.T).cpu()                              # (n, H)
         P[s] = (2 * (e @ W2 + b2 @ W2)).cpu()                              # (n, H)
         q[s] = ((e * e).sum(1) + 2 * e @ b2 + b2 @ b2).cpu()               # (n,)
-    region._fast = dict(key=key, A=A, P=P, q=q)
+    region._fast = dict(key=key, A=A, P=P, q=q, harmonics=K)
     return region._fast
 
 @torch.inference_mode()
@@ -354,7 +354,7 @@ def fast_similarity(region:Region, # tiles and embeddings
     if cache is None: return None
     W1, b1, W2, b2 = [x.cpu() for x in _mlp_parts(run.model)]
     t = t.float().cpu()
-    c = W1 @ _time_shift(m, "cpu", run.model.dynamic.harmonics)   # (H,) time part of the first layer
+    c = W1 @ _time_shift(m, "cpu", cache["harmonics"])            # (H,) time part of the first layer
     w, beta, G = W2.T @ t, float(b2 @ t), W2.T @ W2               # (H,), scalar, (H, H)
     E = torch.from_numpy(region.emb)
     A, P, q = cache["A"], cache["P"], cache["q"]
