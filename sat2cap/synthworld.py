@@ -154,7 +154,7 @@ def _write_shard(task:dict) -> tuple:
     over = {}
     # a killed writer leaves a hidden .tmp, never a short .tar
     with atomic_path(task["path"]) as tmp, open(tmp, "wb") as f:
-        tw = wds.TarWriter(f, mtime=0.0, encoder=False)
+        tw = wds.TarWriter(f, mtime=0, encoder=False)     # an int: a float mtime adds a pax header to every member
         for r in task["records"]:
             t = r["tile_id"]
             if t not in over:

@@ -4,7 +4,7 @@
 
 # %% ../nbs/00a_world.ipynb #8c9cc6bd
 from __future__ import annotations
-import json, math, functools
+import json, math, hashlib, functools
 from dataclasses import dataclass, fields
 from pathlib import Path
 import numpy as np
@@ -254,6 +254,7 @@ class SynthWorld:
                 ):
         self.config = WorldConfig(seed=seed, **kwargs)
         self.seed = seed
+        self._covers = {}                               # the last two tile land covers, by hash of (lat, lon)
         c = load_cities()
         self.city_lat, self.city_lon = c.lat.to_numpy(float), c.lon.to_numpy(float)
         pop = c.Population.to_numpy(float)
@@ -333,13 +334,19 @@ class SynthWorld:
     def landcover(self, lat, # (N,) tile-centre latitudes
                   lon, # (N,) tile-centre longitudes
                  ) -> np.ndarray:
-        "Return (N, C) land-cover fractions of the tiles centred at (lat, lon), the mean over 3x3 sub-points."
+        ("Return (N, C) read-only land-cover fractions of the tiles centred at (lat, lon), the mean over 3x3 "
+         "sub-points; the last two answers (up to 2^20 tiles each) are kept for the next caller.")
         lat, lon = np.atleast_1d(np.asarray(lat, dtype=float)), np.atleast_1d(np.asarray(lon, dtype=float))
+        key = hashlib.blake2b(lat.tobytes() + b"|" + lon.tobytes(), digest_size=16).digest()
+        if key in self._covers: return self._covers[key]
         o = (np.arange(3) - 1) * self.config.tile_deg / 3
         la = (lat[:, None, None] + o[None, :, None] + 0 * o[None, None, :]).ravel()
         lo = (lon[:, None, None] + 0 * o[None, :, None]
               + o[None, None, :] / np.cos(np.radians(lat))[:, None, None]).ravel()
-        return self._point_cover(la, lo).reshape(len(lat), 9, -1).mean(1)
+        cover = self._point_cover(la, lo).reshape(len(lat), 9, -1).mean(1)   # (N, C)
+        cover.flags.writeable = False                                         # callers share it
+        if len(lat) <= 1 << 20: self._covers = {**dict(list(self._covers.items())[-1:]), key: cover}
+        return cover
 
     def snow(self, lat, lon, month, cover=None) -> np.ndarray:
         "Return (N,) snow fraction on the land of each tile in `month` (fractional)."

@@ -1,5 +1,5 @@
 """Data pipeline: official-format shards in, sample dicts out; every bad input skipped and counted, or named in an error."""
-import json, subprocess, sys, textwrap
+import json, subprocess, sys, tarfile, textwrap
 from pathlib import Path
 import numpy as np, pytest, torch
 from PIL import Image
@@ -37,6 +37,8 @@ def test_round_trip(tmp_path):
     assert s["url"] == str(p) and s["meta"]["date_taken"] == "2012-04-04 03:30:00.0"
     assert np.abs(np.asarray(s["overhead"], int) - color(3)).max() <= 3          # JPEG of a flat colour
     assert np.abs(np.asarray(s["ground"], int) - (255 - color(3))).max() <= 3
+    with tarfile.open(p) as t:
+        assert not any(m.pax_headers for m in t.getmembers())    # no pax header per member: half the reading
 
 def test_tarwriter_in_another_process(tmp_path):
     "A shard written by plain webdataset.TarWriter (its own encoders, PIL images) in a separate process."

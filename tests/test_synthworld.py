@@ -87,7 +87,9 @@ def test_same_seed_gives_identical_bytes(small):
         assert (d / "a" / f).read_bytes() == (d / "b" / f).read_bytes(), f
     assert (d / "a/train/shard-000000.tar").read_bytes() != (d / "c/train/shard-000000.tar").read_bytes()
     with tarfile.open(d / "a/train/shard-000000.tar") as t:
-        assert {m.mtime for m in t.getmembers()} == {0}
+        ms = t.getmembers()
+    assert {m.mtime for m in ms} == {0}
+    assert not any(m.pax_headers for m in ms)       # one plain header per member: a float mtime would add a pax one
 
 
 def test_no_tile_in_two_splits(small):
@@ -249,3 +251,14 @@ def test_expected_embeddings_weight_each_truths_mean_by_its_likelihood(small):
     np.testing.assert_allclose(expected_embeddings(world, lat, lon, 7.5, 14.0, (u, M)), want, atol=1e-12)
     night = expected_embeddings(world, lat, lon, 7.5, 2.0, (u, M))      # another hour weighs other truths
     assert np.abs(night - want).max() > 0.05
+
+
+def test_landcover_is_kept_for_the_same_tiles_and_read_only():
+    w = SynthWorld(seed=3)
+    lat, lon = np.array([40.7, 34.0, 47.6]), np.array([-74.0, -118.2, -122.3])
+    a = w.landcover(lat, lon)
+    assert w.landcover(lat.copy(), lon.copy()) is a                 # same tiles: the kept answer
+    assert not a.flags.writeable                                     # shared, so no caller can change it
+    np.testing.assert_array_equal(SynthWorld(seed=3).landcover(lat, lon), a)
+    np.testing.assert_array_equal(w.landcover(lat[::-1], lon[::-1]), a[::-1])   # other tiles: computed anew
+    assert w.landcover(lon[:1] * 0 + 40.7, lat[:1] * 0 - 74.0) is not a
