@@ -285,7 +285,7 @@ def fit_captioner(embs, # (N, D) CLIP embeddings (any scale; normalized here)
     model.train()
     ids = pad_captions(vocab, captions, cfg.max_len)
     lens = ((ids == model.eos_id).long().cumsum(1) == 0).sum(1) + 1  # (N,) ids up to <eos>
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01, foreach=True)  # CPU's default is a for-loop
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=steps, pct_start=0.1)
     gen, cap = torch.Generator().manual_seed(seed), Captioner(model, vocab)
     for _ in (bar := progress(range(steps), desc="captioner", leave=False)):
