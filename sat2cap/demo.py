@@ -45,7 +45,8 @@ QUICK = dict(n_samples=5000, region_step=2.0, clip_steps=150, train_steps=300, b
 # 0.824 / 0.871 / 0.847; 2,500 pairs 0.764 / 0.878 / 0.830 in 120-123 s; 2,500 pairs with 500 Sat2Cap steps 0.781 /
 # 0.869; 250 CLIP steps scored worse at seed 0 (0.760 on an earlier world). All of these were measured with the
 # paper-sized dynamic encoder; with the SynthWorld preset's 256 units x 4 harmonics seed 0 scores 0.860 (night
-# share 0.843 / 0.012) in 217 s of stages on a machine where the old preset took 193 s
+# share 0.843 / 0.012) in 217 s of stages on a machine where the old preset took 193 s, and in 169-193 s with plain tar
+# headers and foreach AdamW (the same weights and scores)
 
 # %% ../nbs/11_demo.ipynb #d8653d4b
 def stage_hash(settings:dict, # the stage's settings, including upstream stage folders
