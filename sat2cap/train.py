@@ -550,7 +550,9 @@ def check_config(cfg:TrainConfig):
               "randaug_magnitude"):
         check_nonneg(f"--{k.replace('_', '-')}", getattr(cfg, k))
     for k in ("dynamic_hidden", "dynamic_harmonics"): check_positive(f"--{k.replace('_', '-')}", getattr(cfg, k))
-    if not 0 < cfg.crop_scale <= 1: raise Sat2CapError(f"crop_scale must be in (0, 1], got {cfg.crop_scale}")
+    if not 0 < cfg.crop_scale <= 1: raise Sat2CapError(f"--crop-scale must be in (0, 1], got {cfg.crop_scale}")
+    if cfg.randaug_magnitude > 30:                         # torchvision's RandAugment has 31 magnitude bins
+        raise Sat2CapError(f"--randaug-magnitude must be 0-30, got {cfg.randaug_magnitude}")
     check_fraction("--meta-dropout", cfg.meta_dropout)
     for b in cfg.betas: check_fraction("betas", b)
     if cfg.T_mult < 1: raise Sat2CapError(f"T_mult must be 1 or more, got {cfg.T_mult}")
@@ -630,6 +632,9 @@ def train_cli(data:str, # dataset folder with train/ and val/ webdataset shards
               lr:float=None, # AdamW learning rate
               dynamic_hidden:int=None, # hidden units of the dynamic encoder (paper 64, synthworld 256)
               dynamic_harmonics:int=None, # sin/cos harmonics per angle of its features (paper 1, synthworld 4)
+              crop_scale:float=None, # smallest area share RandomResizedCrop keeps of a tile (paper 0.5, synthworld 0.8)
+              randaug_ops:int=None, # RandAugment operations per tile, 0 = none (paper 2, synthworld 1)
+              randaug_magnitude:int=None, # RandAugment magnitude, 0-30 (paper 9, synthworld 5)
               num_workers:int=None, # data-loader workers per process
               cpu_threads:int=None, # torch threads while training on CPU (0 = the cores the loader workers leave)
               eval_every:int=None, # steps between validations (0 = never)
@@ -644,7 +649,8 @@ def train_cli(data:str, # dataset folder with train/ and val/ webdataset shards
              ):
     "Train Sat2Cap on a dataset of webdataset shards."
     opts = dict(clip=clip, steps=steps, batch_size=batch_size, queue_size=queue_size, lr=lr,
-                dynamic_hidden=dynamic_hidden, dynamic_harmonics=dynamic_harmonics, num_workers=num_workers,
+                dynamic_hidden=dynamic_hidden, dynamic_harmonics=dynamic_harmonics, crop_scale=crop_scale,
+                randaug_ops=randaug_ops, randaug_magnitude=randaug_magnitude, num_workers=num_workers,
                 cpu_threads=cpu_threads, eval_every=eval_every, ckpt_every=ckpt_every, seed=seed, precision=precision,
                 device=device, use_cache=False if no_cache else None)
     rank0 = int(os.environ.get("RANK", 0)) == 0
