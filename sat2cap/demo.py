@@ -8,7 +8,7 @@ import json, hashlib, shutil, time
 from dataclasses import dataclass, asdict
 from pathlib import Path
 from fastcore.script import call_parse, store_true
-from .core import Sat2CapError, write_json, progress, check_out_dir
+from .core import Sat2CapError, write_json, progress, check_out_dir, check_positive, check_nonneg
 from .data import strict_reading
 from .core import atomic_path
 from .world import SynthWorld
@@ -47,6 +47,10 @@ QUICK = dict(n_samples=5000, region_step=2.0, clip_steps=150, train_steps=300, b
 # paper-sized dynamic encoder; with the SynthWorld preset's 256 units x 4 harmonics seed 0 scores 0.860 (night
 # share 0.843 / 0.012) in 217 s of stages on a machine where the old preset took 193 s, and in 169-193 s with plain tar
 # headers and foreach AdamW (the same weights and scores)
+# the full default's CLIP, tried on its world (Sat2Cap test R@10 with date/time / fraction of the ceiling's): 600 x 128
+# pairs (kept) 0.493 / 0.645; 1,200 x 128 0.528 / 0.690 at +254 s; 1,200 x 64 0.519 / 0.679 at +37 s, and with
+# 1,000 Sat2Cap steps 0.516 / 0.675 in 673 s of stages, paraphrase mean 0.937 - but Fig. 4's top 4 for "ongoing
+# basketball match" became coast tiles (activity agreement 0.75 -> 0, soccer 0.75 -> 0, cars 1 -> 0.5): not adopted
 
 # %% ../nbs/11_demo.ipynb #d8653d4b
 def stage_hash(settings:dict, # the stage's settings, including upstream stage folders
@@ -277,11 +281,23 @@ def demo(out="demo_out", # folder for every stage and the report
 @call_parse
 def demo_cli(out:str="demo_out", # folder for every stage and the report
              quick:store_true=False, # tiny settings: finishes in a few minutes
+             n_samples:int=None, # SynthWorld pairs (default 12,000; quick 5,000)
+             seed:int=None, # world, CLIP and training seed (default 0)
+             clip_steps:int=None, # embedded-CLIP pretraining steps (default 600; quick 150)
+             train_steps:int=None, # Sat2Cap training steps (default 1,500; quick 300)
+             caption_steps:int=None, # caption decoder training steps (default 1,500; quick 100)
              strict:store_true=False, # stop at the first bad sample or cut-short shard, naming shard and key (default: skip and count)
             ):
     "Generate SynthWorld, pretrain the tiny CLIP, train and evaluate Sat2Cap, draw every figure, write a report."
     check_out_dir(out)
+    steps = dict(n_samples=n_samples, clip_steps=clip_steps, train_steps=train_steps, caption_steps=caption_steps)
+    for k, v in steps.items():
+        if v is not None: check_positive(f"--{k.replace('_', '-')}", v)
+    if seed is not None: check_nonneg("--seed", seed)
+    if n_samples is not None and n_samples < 1000:         # a training batch and held-out galleries in every split
+        raise Sat2CapError(f"--n-samples must be 1000 or more for the demo, got {n_samples}")
+    overrides = {k: v for k, v in (steps | dict(seed=seed)).items() if v is not None}
     t0 = time.time()
-    with strict_reading(strict): report = demo(out, quick)
+    with strict_reading(strict): report = demo(out, quick, **overrides)
     print(f"[demo] finished in {time.time() - t0:.0f} s; report: {report}")
     print(report.read_text().split("## Figures")[0])

@@ -105,3 +105,22 @@ def test_rerun_reuses_every_stage(out, capsys):
     after = {p.parent.name: p.stat().st_mtime_ns for p in out.glob("*/stage.json")}
     assert after == before                            # no stage ran again, no new stage folder
     assert "reusing" in capsys.readouterr().out.lower()
+
+def test_demo_cli_options_reach_the_config_and_bad_ones_are_refused(tmp_path, monkeypatch, capsys):
+    "The CLI's step and size options become DemoConfig overrides; options left out keep the (quick) defaults."
+    import sat2cap.demo as D
+    from sat2cap.core import Sat2CapError
+    seen = {}
+    def fake(out, quick, **kw):
+        seen.update(kw, quick=quick, cfg=D.DemoConfig(**{**(D.QUICK if quick else {}), **kw}))
+        (Path(out) / "report.md").write_text("# r\n## Figures\n")
+        return Path(out) / "report.md"
+    monkeypatch.setattr(D, "demo", fake)
+    (tmp_path / "o").mkdir()
+    D.demo_cli.__wrapped__(str(tmp_path / "o"), quick=True, clip_steps=7, seed=3)
+    assert seen["quick"] and seen["cfg"].clip_steps == 7 and seen["cfg"].seed == 3
+    assert (seen["cfg"].train_steps, seen["cfg"].n_samples) == (D.QUICK["train_steps"], D.QUICK["n_samples"])
+    assert "train_steps" not in seen                                    # not given: not overridden
+    for kw, msg in ((dict(clip_steps=0), "--clip-steps must be positive"), (dict(seed=-1), "--seed must be 0 or more"),
+                    (dict(n_samples=999), "--n-samples must be 1000 or more")):
+        with pytest.raises(Sat2CapError, match=msg): D.demo_cli.__wrapped__(str(tmp_path / "o"), **kw)
