@@ -48,9 +48,10 @@ QUICK = dict(n_samples=5000, region_step=2.0, clip_steps=150, train_steps=300, b
 # share 0.843 / 0.012) in 217 s of stages on a machine where the old preset took 193 s, and in 169-193 s with plain tar
 # headers and foreach AdamW (the same weights and scores)
 # the full default's CLIP, tried on its world (Sat2Cap test R@10 with date/time / fraction of the ceiling's): 600 x 128
-# pairs (kept) 0.493 / 0.645; 1,200 x 128 0.528 / 0.690 at +254 s; 1,200 x 64 0.519 / 0.679 at +37 s, and with
-# 1,000 Sat2Cap steps 0.516 / 0.675 in 673 s of stages, paraphrase mean 0.937 - but Fig. 4's top 4 for "ongoing
-# basketball match" became coast tiles (activity agreement 0.75 -> 0, soccer 0.75 -> 0, cars 1 -> 0.5): not adopted
+# pairs (kept) 0.493 / 0.645 (CLIP stage 298 s); 1,200 x 128 0.528 / 0.690 (552 s); 1,200 x 64 0.519 / 0.679 (335 s),
+# and with 1,000 Sat2Cap steps 0.516 / 0.675 in 673 s of stages, paraphrase mean 0.937. Neither was adopted: Fig. 4's
+# activity agreement fell (1,200 x 128: basketball 0.25, cars 0.5; 1,200 x 64: basketball and soccer 0, cars 0.5,
+# the basketball query's top 4 on coast tiles)
 
 # %% ../nbs/11_demo.ipynb #d8653d4b
 def stage_hash(settings:dict, # the stage's settings, including upstream stage folders
