@@ -8,7 +8,7 @@ import json, hashlib, shutil, time
 from dataclasses import dataclass, asdict
 from pathlib import Path
 from fastcore.script import call_parse, store_true
-from .core import Sat2CapError, write_json, progress, check_out_dir, check_positive, check_nonneg
+from .core import Sat2CapError, write_json, progress, check_out_dir, check_positive, check_nonneg, check_fraction
 from .data import strict_reading
 from .core import atomic_path
 from .world import SynthWorld
@@ -33,6 +33,7 @@ class DemoConfig:
     region_step: float = 0.5    # region grid spacing for the maps, degrees
     clip_steps: int = 600       # embedded-CLIP pretraining steps
     clip_lr: float = 5e-4       # embedded-CLIP peak learning rate (1e-3: paraphrase maps better, captions worse)
+    clip_balance: float = 0.0   # embedded-CLIP concept balancing (`pretrain_clip`'s balance; 0: off)
     train_steps: int = 1500     # Sat2Cap training steps
     batch_size: int = 64        # Sat2Cap batch size
     gallery: int = 1000         # held-out retrieval gallery size
@@ -51,7 +52,10 @@ QUICK = dict(n_samples=5000, region_step=2.0, clip_steps=150, train_steps=300, b
 # pairs (kept) 0.493 / 0.645 (CLIP stage 298 s); 1,200 x 128 0.528 / 0.690 (552 s); 1,200 x 64 0.519 / 0.679 (335 s),
 # and with 1,000 Sat2Cap steps 0.516 / 0.675 in 673 s of stages, paraphrase mean 0.937. Neither was adopted: Fig. 4's
 # activity agreement fell (1,200 x 128: basketball 0.25, cars 0.5; 1,200 x 64: basketball and soccer 0, cars 0.5,
-# the basketball query's top 4 on coast tiles)
+# the basketball query's top 4 on coast tiles). With concept balancing (clip_balance 0.0155, about 150 pairs per
+# concept): 600 x 128 0.517 / 0.676, but Fig. 4's soccer 0 and "soccer players on a field" 0.577; 1,200 x 128
+# 0.547 / 0.715 and one paraphrase below 0.75 (cross-country skiing 0.645), but Fig. 4's hike 0 (CLIP stage 657 s
+# while another run shared the CPU)
 
 # %% ../nbs/11_demo.ipynb #d8653d4b
 def stage_hash(settings:dict, # the stage's settings, including upstream stage folders
@@ -89,8 +93,10 @@ def world_stage(out, cfg:DemoConfig) -> tuple:
 def clip_stage(out, cfg:DemoConfig, world:Path) -> tuple:
     "Pretrain (or reuse) the embedded tiny CLIP on the world's photos and captions."
     s = dict(world=world.name, steps=cfg.clip_steps, lr=cfg.clip_lr, seed=cfg.seed, gallery=cfg.gallery)
+    s |= dict(balance=cfg.clip_balance) if cfg.clip_balance else {}     # unbalanced stages keep their hashes
     def fn(d):
-        m = pretrain_clip(world, d, steps=cfg.clip_steps, lr=cfg.clip_lr, seed=cfg.seed, gallery=cfg.gallery)
+        m = pretrain_clip(world, d, steps=cfg.clip_steps, lr=cfg.clip_lr, seed=cfg.seed, gallery=cfg.gallery,
+                          balance=cfg.clip_balance)
         return {k: m[k] for k in ("R@10", "chance_R@10", "gallery")}
     return run_stage(out, "clip", s, fn)
 
@@ -287,6 +293,7 @@ def demo_cli(out:str="demo_out", # folder for every stage and the report
              clip_steps:int=None, # embedded-CLIP pretraining steps (default 600; quick 150)
              train_steps:int=None, # Sat2Cap training steps (default 1,500; quick 300)
              caption_steps:int=None, # caption decoder training steps (default 1,500; quick 100)
+             clip_balance:float=None, # embedded-CLIP concept balancing in [0, 1) (see pretrain-clip --balance; default 0: off)
              strict:store_true=False, # stop at the first bad sample or cut-short shard, naming shard and key (default: skip and count)
             ):
     "Generate SynthWorld, pretrain the tiny CLIP, train and evaluate Sat2Cap, draw every figure, write a report."
@@ -295,9 +302,10 @@ def demo_cli(out:str="demo_out", # folder for every stage and the report
     for k, v in steps.items():
         if v is not None: check_positive(f"--{k.replace('_', '-')}", v)
     if seed is not None: check_nonneg("--seed", seed)
+    if clip_balance is not None: check_fraction("--clip-balance", clip_balance)
     if n_samples is not None and n_samples < 1000:         # a training batch and held-out galleries in every split
         raise Sat2CapError(f"--n-samples must be 1000 or more for the demo, got {n_samples}")
-    overrides = {k: v for k, v in (steps | dict(seed=seed)).items() if v is not None}
+    overrides = {k: v for k, v in (steps | dict(seed=seed, clip_balance=clip_balance)).items() if v is not None}
     t0 = time.time()
     with strict_reading(strict): report = demo(out, quick, **overrides)
     print(f"[demo] finished in {time.time() - t0:.0f} s; report: {report}")

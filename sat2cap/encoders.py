@@ -4,7 +4,7 @@
 
 # %% ../nbs/02_encoders.ipynb #77156e54
 from __future__ import annotations
-import copy, json, math, re, time, pickle, itertools, contextlib, logging, zipfile
+import copy, json, math, re, time, pickle, itertools, contextlib, logging, zipfile, collections
 from dataclasses import dataclass, field
 from pathlib import Path
 from importlib import resources
@@ -17,8 +17,9 @@ from safetensors import SafetensorError, safe_open
 from open_clip.pretrained import get_pretrained_cfg
 from fastcore.script import call_parse, store_true
 from .core import (Sat2CapError, seed_everything, atomic_path, write_json, progress, check_positive,
-    check_nonneg, check_choice, check_device, check_out_dir)
+    check_nonneg, check_fraction, check_choice, check_device, check_out_dir)
 from .data import read_samples, split_shards
+from .concepts import prompt_concepts
 from safetensors.torch import save_file
 from open_clip.model import _build_vision_tower
 
@@ -26,8 +27,8 @@ from open_clip.model import _build_vision_tower
 __all__ = ['TINY', 'CONFIG_NAME', 'WEIGHTS_NAME', 'SAT2CAP_OVERHEAD_MEAN', 'SAT2CAP_OVERHEAD_STD', 'tiny_config_path',
            'register_tiny_clip', 'ClipBundle', 'load_clip', 'save_clip', 'GroundEncoder', 'OverheadEncoder',
            'TextEncoder', 'overhead_preprocess', 'convert_hf_clip_vision', 'hf_vision_config', 'visual_from_hf',
-           'load_sat2cap_hf', 'read_pairs', 'pair_ranks', 'retrieval_metrics', 'embed_pairs', 'train_clip',
-           'pretrain_clip', 'pretrain_clip_cli', 'check_clip']
+           'load_sat2cap_hf', 'read_pairs', 'pair_ranks', 'retrieval_metrics', 'embed_pairs', 'balance_weights',
+           'train_clip', 'pretrain_clip', 'pretrain_clip_cli', 'check_clip']
 
 # %% ../nbs/02_encoders.ipynb #eb51d88d
 TINY = "sat2cap-tiny"
@@ -340,6 +341,18 @@ def embed_pairs(model, images, tokens, batch_size:int=256) -> tuple:
     return (F.normalize(f(lambda x: model.encode_text(x), tokens), dim=-1),
             F.normalize(f(lambda x: model.encode_image(x.float()), images), dim=-1))
 
+# %% ../nbs/02_encoders.ipynb #dd50bf22
+def balance_weights(captions:list, # training captions
+                    cap:float, # most pairs each concept keeps, as a fraction of the captions (0: no balancing)
+                   ) -> torch.Tensor:
+    "Return (N,) MetaCLIP-style sampling weights: the chance that some concept of each caption keeps it."
+    if cap <= 0: return torch.ones(len(captions))
+    concepts = [prompt_concepts(c) or [None] for c in captions]    # no concept: a concept of its own
+    counts = collections.Counter(c for cs in concepts for c in cs)
+    t = cap * len(captions)
+    kept = lambda cs: 1 - math.prod(1 - min(1.0, t / counts[c]) for c in cs)
+    return torch.tensor([kept(cs) for cs in concepts])
+
 # %% ../nbs/02_encoders.ipynb #9e313943
 def _param_groups(model:nn.Module, weight_decay:float) -> list:
     "Split parameters into decayed matrices and undecayed gains, biases and temperature."
@@ -354,10 +367,16 @@ def _epoch_batches(n:int, batch_size:int, g:torch.Generator):
         perm = torch.randperm(n, generator=g)
         yield from (perm[i:i+bs] for i in range(0, n - bs + 1, bs))
 
+def _weighted_batches(weights:torch.Tensor, batch_size:int, g:torch.Generator):
+    "Yield index batches forever, each drawn by `weights` without replacement."
+    bs = min(batch_size, len(weights))
+    while True: yield torch.multinomial(weights, bs, generator=g)
+
 # %% ../nbs/02_encoders.ipynb #9619f33f
 def train_clip(model:nn.Module, images, tokens, # CLIP, (N, 3, S, S) photos, (N, L) caption tokens
                steps:int=100, batch_size:int=128, lr:float=5e-4, # optimisation length, batch, peak LR
                weight_decay:float=0.1, warmup:int=50, seed:int=0, # decay, warm-up steps, batch-order seed
+               weights:torch.Tensor|None=None, # (N,) sampling weights (see `balance_weights`); None: shuffled epochs
               ) -> list[float]:
     "Train both CLIP towers contrastively on (photo, caption) pairs; return the loss per step."
     dev, loss_fn, losses = next(model.parameters()).device, open_clip.ClipLoss(), []
@@ -365,8 +384,9 @@ def train_clip(model:nn.Module, images, tokens, # CLIP, (N, 3, S, S) photos, (N,
                             foreach=True)                    # the same numbers as the for-loop, ~2x faster on CPU
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / max(1, warmup)) * 0.5 * (1 + math.cos(math.pi * s / steps)))
-    batches, bar = (_epoch_batches(len(images), batch_size, torch.Generator().manual_seed(seed)),
-                    progress(range(steps), desc="pretrain-clip"))
+    g = torch.Generator().manual_seed(seed)
+    batches = _epoch_batches(len(images), batch_size, g) if weights is None else _weighted_batches(weights, batch_size, g)
+    bar = progress(range(steps), desc="pretrain-clip")
     model.train()
     for _ in bar:
         idx = next(batches)
@@ -395,26 +415,29 @@ def pretrain_clip(data,                  # SynthWorld folder with train/ and val
                   warmup:int=50,         # linear warm-up steps
                   device:str|None=None,  # torch device; default cuda when available, else cpu
                   strict:bool|None=None, # raise on a bad pair or cut-short shard (None: `strict_reading`'s)
+                  balance:float=0.0,     # cap on each caption concept's share of the sampling (see `balance_weights`; 0: off)
                  ) -> dict:
     "Pretrain a CLIP on SynthWorld photo-caption pairs, save it to `out` and return held-out retrieval metrics."
     t0 = time.time()
     # as given, before defaults
     config = dict(data=str(data), out=str(out), steps=steps, batch_size=batch_size, lr=lr, seed=seed, spec=spec,
                   gallery=gallery, max_train=max_train, eval_split=eval_split, warmup=warmup, device=device,
-                  strict=strict)
+                  strict=strict, balance=balance)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     seed_everything(seed)
     bundle = load_clip(spec, device, seed)
-    tr_im, tr_tok, _ = read_pairs(split_shards(data, "train"), bundle, max_train, strict)
+    tr_im, tr_tok, tr_caps = read_pairs(split_shards(data, "train"), bundle, max_train, strict)
+    weights = balance_weights(tr_caps, balance) if balance else None
     ev_im, ev_tok, _ = read_pairs(split_shards(data, eval_split), bundle, gallery, strict)
     at_init = retrieval_metrics(*embed_pairs(bundle.model, ev_im, ev_tok))
-    losses = train_clip(bundle.model, tr_im, tr_tok, steps, batch_size, lr, warmup=warmup, seed=seed)
+    losses = train_clip(bundle.model, tr_im, tr_tok, steps, batch_size, lr, warmup=warmup, seed=seed, weights=weights)
     bundle.model.eval()
     after = retrieval_metrics(*embed_pairs(bundle.model, ev_im, ev_tok))
     save_clip(bundle, out)
     g = len(ev_im)
     metrics = {"R@10": after["R@10"], "chance_R@10": min(10, g) / g, "gallery": g, "eval_split": eval_split,
                "caption_to_ground": after, "caption_to_ground_at_init": at_init, "train_pairs": len(tr_im),
+               "sampled_pairs": len(tr_im) if weights is None else round(weights.sum().item(), 1),
                "loss_first": losses[0], "loss_last": float(sum(losses[-20:]) / len(losses[-20:])),
                "seconds": round(time.time() - t0, 1), "config": config}
     write_json(metrics | {"losses": losses}, Path(out)/"pretrain_metrics.json")
@@ -434,6 +457,7 @@ def pretrain_clip_cli(data:str,              # SynthWorld folder (from `sat2cap 
                       eval_split:str="val",  # held-out split to evaluate on
                       device:str=None,       # torch device; default cuda when available, else cpu
                       strict:store_true=False, # stop at the first bad sample or cut-short shard, naming shard and key (default: skip and count)
+                      balance:float=0.0,     # cap on each caption concept's share of the sampling, in [0, 1) (MetaCLIP-style; 0: off)
                      ):
     "Pretrain the embedded CLIP on SynthWorld ground photos and captions; print held-out retrieval as JSON."
     if out is None: raise Sat2CapError("--out DIR is required: the folder to write the pretrained CLIP into")
@@ -441,12 +465,13 @@ def pretrain_clip_cli(data:str,              # SynthWorld folder (from `sat2cap 
                  ("--max-train", max_train)):
         check_positive(k, v)
     check_nonneg("--seed", seed)
+    check_fraction("--balance", balance)
     check_choice("--eval-split", eval_split, ("val", "test"))
     check_device(device)
     check_clip(clip)
     check_out_dir(out)
     m = pretrain_clip(data, out, steps, batch_size, lr, seed, clip, gallery, max_train, eval_split, device=device,
-                      strict=strict)
+                      strict=strict, balance=balance)
     print(json.dumps({k: v for k, v in m.items() if k != "config"}, indent=2))
     return m
 

@@ -231,6 +231,30 @@ def test_pretraining_reduces_loss_and_saves(toy, tmp_path):
     assert back.embed_dim == 128
 
 
+def test_balance_weights_by_hand():
+    caps = ["people riding horses in the morning"] * 4 + ["ongoing basketball match in the morning",
+                                                          "kids playing in the sand"]
+    w = E.balance_weights(caps, 1/6)   # t = 1 pair per concept; horses named 4 times, the morning 5 times
+    # horses + morning: 1 - (1 - 1/4)(1 - 1/5) = 0.4; basketball (once) and sand play (once) keep their pairs
+    assert w.tolist() == pytest.approx([0.4] * 4 + [1.0, 1.0])
+    assert E.balance_weights(caps, 0).tolist() == [1.0] * 6
+
+
+def test_weighted_batches_follow_the_weights():
+    g = torch.Generator().manual_seed(0)
+    draws = torch.cat([next(b) for b in [E._weighted_batches(torch.tensor([1., 1., .25, .25]), 1, g)] for _ in range(4000)])
+    freq = torch.bincount(draws, minlength=4) / len(draws)
+    assert freq.tolist() == pytest.approx([0.4, 0.4, 0.1, 0.1], abs=0.03)   # weight / 2.5
+    batch = next(E._weighted_batches(torch.tensor([1., 1., .25, .25]), 4, g))
+    assert sorted(batch.tolist()) == [0, 1, 2, 3]                            # without replacement within a batch
+
+
+def test_balanced_pretraining_samples_fewer_pairs(toy, tmp_path):
+    m = E.pretrain_clip(toy, tmp_path/"clip", steps=2, batch_size=16, warmup=1, gallery=16, device="cpu", balance=0.5)
+    # the toy captions ("red stripes") name no concept, so they form one concept of 96 pairs kept with 48 / 96
+    assert m["train_pairs"] == 96 and m["sampled_pairs"] == 48.0 and m["config"]["balance"] == 0.5
+
+
 def test_cli_requires_out_and_reports_missing_data(toy, tmp_path):
     f = getattr(E.pretrain_clip_cli, "__wrapped__", E.pretrain_clip_cli)
     with pytest.raises(Sat2CapError, match="--out DIR is required"): f(str(toy))
