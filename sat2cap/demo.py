@@ -33,7 +33,8 @@ class DemoConfig:
     region_step: float = 0.5    # region grid spacing for the maps, degrees
     clip_steps: int = 600       # embedded-CLIP pretraining steps
     clip_lr: float = 5e-4       # embedded-CLIP peak learning rate (1e-3: paraphrase maps better, captions worse)
-    clip_balance: float = 0.0   # embedded-CLIP concept balancing (`pretrain_clip`'s balance; 0: off)
+    clip_batch_size: int = 128  # embedded-CLIP pairs per step (`sat2cap pretrain-clip` defaults to 64)
+    clip_balance: float = 0.0   # embedded-CLIP concept balancing (`pretrain_clip`'s balance; 0: off; its CLI's 0.0155)
     train_steps: int = 1500     # Sat2Cap training steps
     batch_size: int = 64        # Sat2Cap batch size
     gallery: int = 1000         # held-out retrieval gallery size
@@ -95,9 +96,10 @@ def clip_stage(out, cfg:DemoConfig, world:Path) -> tuple:
     "Pretrain (or reuse) the embedded tiny CLIP on the world's photos and captions."
     s = dict(world=world.name, steps=cfg.clip_steps, lr=cfg.clip_lr, seed=cfg.seed, gallery=cfg.gallery)
     s |= dict(balance=cfg.clip_balance) if cfg.clip_balance else {}     # unbalanced stages keep their hashes
+    s |= dict(batch_size=cfg.clip_batch_size) if cfg.clip_batch_size != 128 else {}   # and so do 128-pair ones
     def fn(d):
-        m = pretrain_clip(world, d, steps=cfg.clip_steps, lr=cfg.clip_lr, seed=cfg.seed, gallery=cfg.gallery,
-                          balance=cfg.clip_balance)
+        m = pretrain_clip(world, d, steps=cfg.clip_steps, batch_size=cfg.clip_batch_size, lr=cfg.clip_lr, seed=cfg.seed,
+                          gallery=cfg.gallery, balance=cfg.clip_balance)
         return {k: m[k] for k in ("R@10", "chance_R@10", "gallery")}
     return run_stage(out, "clip", s, fn)
 
@@ -294,12 +296,14 @@ def demo_cli(out:str="demo_out", # folder for every stage and the report
              clip_steps:int=None, # embedded-CLIP pretraining steps (default 600; quick 150)
              train_steps:int=None, # Sat2Cap training steps (default 1,500; quick 300)
              caption_steps:int=None, # caption decoder training steps (default 1,500; quick 100)
+             clip_batch_size:int=None, # embedded-CLIP pairs per step (default 128)
              clip_balance:float=None, # embedded-CLIP concept balancing in [0, 1) (see pretrain-clip --balance; default 0: off)
              strict:store_true=False, # stop at the first bad sample or cut-short shard, naming shard and key (default: skip and count)
             ):
     "Generate SynthWorld, pretrain the tiny CLIP, train and evaluate Sat2Cap, draw every figure, write a report."
     check_out_dir(out)
-    steps = dict(n_samples=n_samples, clip_steps=clip_steps, train_steps=train_steps, caption_steps=caption_steps)
+    steps = dict(n_samples=n_samples, clip_steps=clip_steps, clip_batch_size=clip_batch_size, train_steps=train_steps,
+                 caption_steps=caption_steps)
     for k, v in steps.items():
         if v is not None: check_positive(f"--{k.replace('_', '-')}", v)
     if seed is not None: check_nonneg("--seed", seed)

@@ -404,8 +404,8 @@ def train_clip(model:nn.Module, images, tokens, # CLIP, (N, 3, S, S) photos, (N,
 # %% ../nbs/02_encoders.ipynb #0f96afcb
 def pretrain_clip(data,                  # SynthWorld folder with train/ and val/ (or test/) shards
                   out,                   # folder to write the pretrained CLIP into (see `save_clip`)
-                  steps:int=250,         # optimizer steps
-                  batch_size:int=128,    # pairs per step
+                  steps:int=1200,        # optimizer steps
+                  batch_size:int=64,     # pairs per step
                   lr:float=5e-4,         # peak learning rate
                   seed:int=0,            # seed for initialisation and batch order
                   spec:str="tiny",       # CLIP to start from (see `load_clip`)
@@ -415,7 +415,7 @@ def pretrain_clip(data,                  # SynthWorld folder with train/ and val
                   warmup:int=50,         # linear warm-up steps
                   device:str|None=None,  # torch device; default cuda when available, else cpu
                   strict:bool|None=None, # raise on a bad pair or cut-short shard (None: `strict_reading`'s)
-                  balance:float=0.0,     # cap on each caption concept's share of the sampling (see `balance_weights`; 0: off)
+                  balance:float=0.0155,  # cap on each caption concept's share of the sampling (see `balance_weights`; 0: off)
                  ) -> dict:
     "Pretrain a CLIP on SynthWorld photo-caption pairs, save it to `out` and return held-out retrieval metrics."
     t0 = time.time()
@@ -447,8 +447,8 @@ def pretrain_clip(data,                  # SynthWorld folder with train/ and val
 @call_parse
 def pretrain_clip_cli(data:str,              # SynthWorld folder (from `sat2cap synthworld`)
                       out:str=None,          # folder to write the pretrained CLIP into (required)
-                      steps:int=250,         # optimizer steps
-                      batch_size:int=128,    # pairs per step
+                      steps:int=1200,        # optimizer steps
+                      batch_size:int=64,     # pairs per step
                       lr:float=5e-4,         # peak learning rate
                       seed:int=0,            # seed for initialisation and batch order
                       clip:str="tiny",       # CLIP to start from: tiny, ARCH, ARCH:TAG, ARCH:CHECKPOINT or a saved folder
@@ -457,7 +457,7 @@ def pretrain_clip_cli(data:str,              # SynthWorld folder (from `sat2cap 
                       eval_split:str="val",  # held-out split to evaluate on
                       device:str=None,       # torch device; default cuda when available, else cpu
                       strict:store_true=False, # stop at the first bad sample or cut-short shard, naming shard and key (default: skip and count)
-                      balance:float=0.0,     # cap on each caption concept's share of the sampling, in [0, 1) (MetaCLIP-style; 0: off)
+                      balance:float=0.0155,  # cap on each caption concept's share of the sampling, in [0, 1) (MetaCLIP-style; 0: off)
                      ):
     "Pretrain the embedded CLIP on SynthWorld ground photos and captions; print held-out retrieval as JSON."
     if out is None: raise Sat2CapError("--out DIR is required: the folder to write the pretrained CLIP into")

@@ -117,17 +117,19 @@ def test_demo_cli_options_reach_the_config_and_bad_ones_are_refused(tmp_path, mo
         return Path(out) / "report.md"
     monkeypatch.setattr(D, "demo", fake)
     (tmp_path / "o").mkdir()
-    D.demo_cli.__wrapped__(str(tmp_path / "o"), quick=True, clip_steps=7, seed=3, clip_balance=0.02)
+    D.demo_cli.__wrapped__(str(tmp_path / "o"), quick=True, clip_steps=7, seed=3, clip_balance=0.02, clip_batch_size=32)
     assert seen["quick"] and seen["cfg"].clip_steps == 7 and seen["cfg"].seed == 3 and seen["cfg"].clip_balance == 0.02
+    assert seen["cfg"].clip_batch_size == 32 and D.DemoConfig().clip_batch_size == 128
     assert (seen["cfg"].train_steps, seen["cfg"].n_samples) == (D.QUICK["train_steps"], D.QUICK["n_samples"])
     assert "train_steps" not in seen                                    # not given: not overridden
     for kw, msg in ((dict(clip_steps=0), "--clip-steps must be positive"), (dict(seed=-1), "--seed must be 0 or more"),
                     (dict(n_samples=999), "--n-samples must be 1000 or more"),
-                    (dict(clip_balance=1.0), r"--clip-balance must be in \[0, 1\)")):
+                    (dict(clip_balance=1.0), r"--clip-balance must be in \[0, 1\)"),
+                    (dict(clip_batch_size=0), "--clip-batch-size must be positive")):
         with pytest.raises(Sat2CapError, match=msg): D.demo_cli.__wrapped__(str(tmp_path / "o"), **kw)
 
-def test_clip_balance_reaches_pretraining_and_only_then_the_stage_settings(tmp_path, monkeypatch):
-    "A balanced CLIP is a different stage; the default (0) keeps the settings, so stored stages keep their hashes."
+def test_clip_balance_and_batch_size_reach_pretraining_and_only_then_the_stage_settings(tmp_path, monkeypatch):
+    "A balanced or other-batch CLIP is a different stage; the defaults (0, 128) keep the settings, so stored stages keep their hashes."
     import sat2cap.demo as D
     stages, calls = [], []
     def fake_stage(out, name, settings, fn):
@@ -136,6 +138,10 @@ def test_clip_balance_reaches_pretraining_and_only_then_the_stage_settings(tmp_p
     monkeypatch.setattr(D, "run_stage", fake_stage)
     monkeypatch.setattr(D, "pretrain_clip", lambda world, d, **kw: calls.append(kw) or dict.fromkeys(("R@10", "chance_R@10", "gallery"), 0))
     for b in (0.0, 0.02): D.clip_stage(tmp_path, D.DemoConfig(clip_balance=b), tmp_path / "world")
+    D.clip_stage(tmp_path, D.DemoConfig(clip_batch_size=64), tmp_path / "world")
     assert "balance" not in stages[0] and stages[1]["balance"] == 0.02
     assert {k: v for k, v in stages[1].items() if k != "balance"} == stages[0]
-    assert [c["balance"] for c in calls] == [0.0, 0.02]
+    assert [c["balance"] for c in calls] == [0.0, 0.02, 0.0]
+    assert [c["batch_size"] for c in calls] == [128, 128, 64]             # the demo's own batch, not pretrain-clip's 64
+    assert "batch_size" not in stages[0] and {k: v for k, v in stages[2].items() if k != "batch_size"} == stages[0]
+    assert stages[2]["batch_size"] == 64
