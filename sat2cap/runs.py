@@ -42,7 +42,7 @@ class TrainConfig:
     clip: str = "tiny"              # CLIP for load_clip: tiny | ViT-B-32:openai | model folder | checkpoint
     preset: str = "synthworld"      # preset the defaults came from: synthworld (tiny CLIP) | paper (real CLIPs)
     data_fingerprint: str = ""      # hash of the train/val shard names and sizes (resume checks DATA against it)
-    steps: int = 1500               # optimizer steps in total (a resumed run can raise it)
+    steps: int = 4000               # optimizer steps in total (a resumed run can raise it)
     batch_size: int = 64            # samples per step on each rank
     queue_size: int = 9600          # K ground embeddings in the memory bank (capped at half the training set)
     lr: float = 3e-4                # AdamW learning rate (paper: 1e-5 for ViT-B/32)
