@@ -59,6 +59,7 @@ QUICK = dict(n_samples=5000, region_step=2.0, clip_steps=150, train_steps=300, b
 # while another run shared the CPU); 1,200 x 64 0.514 / 0.672, every paraphrase >= 0.75 (mean 0.958), but Fig. 4's
 # soccer 0 (with 2,000 Sat2Cap steps 0.528 / 0.690 in 658 s of stages, soccer still 0). That last CLIP is
 # `sat2cap pretrain-clip`'s default (the README pipeline); the demo keeps 600 x 128 unbalanced for Fig. 4
+# and 1,500 Sat2Cap steps (`sat2cap train` defaults to 4,000) for its 10-minute budget
 
 # %% ../nbs/11_demo.ipynb #d8653d4b
 def stage_hash(settings:dict, # the stage's settings, including upstream stage folders
