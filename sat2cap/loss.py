@@ -276,7 +276,8 @@ def compute_ground_embeddings(shards:list, # shard paths (all of them: this rank
     index = {u: i for i, u in enumerate(shards)}
     mine = shards[rank::world]                                 # a rank without shards writes an empty part
     enc = GroundEncoder(clip).to(device).eval()
-    dl = make_loader(mine, batch_size=batch_size, overhead_tf=None, ground_tf=clip.preprocess, shuffle=False,
+    # the overhead tile is neither decoded nor checked here: training skips a bad one itself
+    dl = make_loader(mine, batch_size=batch_size, ground_tf=clip.preprocess, shuffle=False, with_overhead=False,
                      num_workers=min(num_workers, len(mine)), seed=0, rank=0, world_size=1) if mine else []
     keys, embs, shard = [], [], []
     # one bar per node

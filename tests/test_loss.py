@@ -98,3 +98,27 @@ def test_cached_loss_equals_recomputed(sw):
     lf = MemoryBankLoss(clip.embed_dim, queue_size=32); lf.fill(cache.emb)
     assert abs(lf(o, cache.lookup(b["key"])).item() - lf(o, fresh).item()) < 2e-3     # fp16 storage
     torch.testing.assert_close(cache.lookup(b["key"]), fresh, atol=2e-3 * fresh.abs().max().item(), rtol=0)
+
+def test_cache_skips_neither_decoding_nor_checking_the_overhead(sw, tmp_path):
+    "The ground cache reads only what it embeds: a sample with a broken overhead tile is cached, training skips it."
+    import webdataset as wds, tarfile
+    from sat2cap.encoders import load_clip
+    from sat2cap.loss import compute_ground_embeddings
+    from sat2cap.data import make_loader
+    src = sorted((sw / "sw/val").glob("*.tar"))[0]
+    with tarfile.open(src) as tf: members = {m.name: tf.extractfile(m).read() for m in tf if m.isfile()}
+    samples = {}
+    for name, b in members.items(): samples.setdefault(name.split(".", 1)[0], {})[name.split(".", 1)[1]] = b
+    keys = sorted(samples)[:3]
+    p = tmp_path / "bad-overhead.tar"
+    with wds.TarWriter(str(p)) as w:
+        for i, k in enumerate(keys):
+            s = dict(samples[k], __key__=k)
+            if i == 1: s["overhead.jpg"] = b"\xff\xd8 this is no jpeg"
+            w.write(s)
+    clip = load_clip("tiny")
+    emb, got, shard = compute_ground_embeddings([str(p)], clip)
+    assert got == keys and emb.shape == (3, clip.embed_dim) and shard.tolist() == [0, 0, 0]
+    dl = make_loader([str(p)], batch_size=8, ground_tf=clip.preprocess, keep=set(got))
+    assert [k for b in dl for k in b["key"]] == [keys[0], keys[2]]
+    assert dl.last_report == "skipped 1 of 3: 1 corrupt overhead.jpg"
