@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.sat2cap-installed
 DEMO_OUT ?= demo_out
 
-.PHONY: install demo test nbtest pytest export clean-nbs docs readme wheel-check release-check bench
+.PHONY: install demo test nbtest pytest export clean-nbs rerun docs readme wheel-check release-check bench
 
 install: $(STAMP)
 
@@ -39,6 +39,15 @@ test: $(STAMP)
 
 clean-nbs: $(STAMP)
 	$(BIN)/nbdev_clean
+
+# re-execute notebooks top to bottom in a Jupyter kernel (the outputs a reader gets from Jupyter, not execnb's
+# CaptureShell) and save their outputs in place: make rerun NBS="nbs/07_retrieval.ipynb nbs/09_maps.ipynb"
+rerun: $(STAMP)
+	@test -n "$(NBS)" || (echo 'name the notebooks: make rerun NBS="nbs/07_retrieval.ipynb ..."' && exit 2)
+	for nb in $(NBS); do \
+		$(BIN)/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=-1 $$nb \
+			&& $(BIN)/nbdev_clean --fname $$nb || exit 1; \
+	done
 
 # nbdev_docs (quarto) where quarto is installed; otherwise the same notebooks, processed by nbdev, rendered
 # by Sphinx + MyST-NB (tools/build_docs.py). Either way README.md is regenerated from nbs/index.ipynb.
