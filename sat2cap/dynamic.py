@@ -86,18 +86,21 @@ class Sat2Cap(nn.Module):
                  dim:int, # embedding size D
                  hidden:int=64, # hidden width of the dynamic MLP
                  harmonics:int=1, # sin/cos harmonics per angle of the dynamic features
+                 image_norm:float=0.0, # scale image embeddings to this norm before the offset (0: off, the paper)
                 ):
         super().__init__()
         self.overhead, self.dynamic, self.dim = overhead, DynamicEncoder(dim, hidden, harmonics), dim
+        self.image_norm = float(image_norm)
 
     @classmethod
-    def from_clip(cls, clip, hidden:int=64, harmonics:int=1):
+    def from_clip(cls, clip, hidden:int=64, harmonics:int=1, image_norm:float=0.0):
         "Build from a `ClipBundle`: a trainable copy of its image tower plus a fresh dynamic encoder."
-        return cls(OverheadEncoder(clip), clip.embed_dim, hidden, harmonics)
+        return cls(OverheadEncoder(clip), clip.embed_dim, hidden, harmonics, image_norm)
 
     def encode_image(self, overhead:torch.Tensor) -> torch.Tensor:
-        "Return (B, D) unnormalized image embeddings of (B, 3, H, W) overhead tiles."
-        return self.overhead(overhead)
+        "Return (B, D) image embeddings of (B, 3, H, W) overhead tiles: raw, or scaled to `image_norm`."
+        x = self.overhead(overhead)                                              # (B, D)
+        return self.image_norm * F.normalize(x.float(), dim=-1) if self.image_norm else x
 
     def embed(self, image_emb, lat=None, lon=None, year=None, doy=None, hour=None,
               use_meta:bool=True, drop_p:float=0.0) -> torch.Tensor:

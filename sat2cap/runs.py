@@ -55,6 +55,7 @@ class TrainConfig:
     meta_dropout: float = 0.3       # probability of dropping a sample's date/time/location in training
     dynamic_hidden: int = 64        # hidden width of the dynamic encoder's MLP (paper: 64; synthworld preset: 256)
     dynamic_harmonics: int = 1      # sin/cos harmonics per angle of its features (paper: 1; synthworld preset: 4)
+    image_norm: float = 0.0         # scale image embeddings to this norm before adding the offset (paper: 0, off)
     crop_scale: float = 0.5         # smallest area share of the overhead RandomResizedCrop (synthworld preset: 0.8)
     randaug_ops: int = 2            # RandAugment operations per overhead tile (synthworld preset: 1)
     randaug_magnitude: int = 9      # RandAugment magnitude (synthworld preset: 5)
@@ -167,7 +168,7 @@ def load_run(run, # run folder written by `train`
             cfg = _run_config(cks[s], run)
             clip = load_clip(str(run / "clip") if (run / "clip").exists() else cfg.clip, device=device)
             seed_everything(cfg.seed)                      # model init independent of what ran before
-            model = Sat2Cap.from_clip(clip, cfg.dynamic_hidden, cfg.dynamic_harmonics).to(device).train()
+            model = Sat2Cap.from_clip(clip, cfg.dynamic_hidden, cfg.dynamic_harmonics, cfg.image_norm).to(device).train()
             meta = _load_one(cks[s], model, None, None, None, 0)
         except BROKEN as e:
             warn(f"checkpoint {cks[s]} is damaged ({_reason(e)}); trying the one before it")

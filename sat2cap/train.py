@@ -338,7 +338,7 @@ def setup_run(cfg:TrainConfig, rank:int=0, world:int=1, device:str="cpu") -> Tra
     if rank == 0 and not (run / "clip").exists(): save_clip(clip, run / "clip")
     cfg = _derive(cfg, stats, len(caches["train"]))
     seed_everything(cfg.seed)                              # model init independent of what ran before
-    model = Sat2Cap.from_clip(clip, cfg.dynamic_hidden, cfg.dynamic_harmonics).to(device).train()
+    model = Sat2Cap.from_clip(clip, cfg.dynamic_hidden, cfg.dynamic_harmonics, cfg.image_norm).to(device).train()
     loss_fn = MemoryBankLoss(clip.embed_dim, cfg.queue_size, tau=cfg.tau).to(device)
     step_mod = TrainStep(model, loss_fn)
     opt = make_optimizer(step_mod, cfg)
@@ -547,7 +547,7 @@ def check_config(cfg:TrainConfig):
               "log_every"):
         check_positive(f"--{k.replace('_', '-')}", getattr(cfg, k))
     for k in ("eval_every", "num_workers", "cpu_threads", "seed", "weight_decay", "eta_min", "randaug_ops",
-              "randaug_magnitude"):
+              "randaug_magnitude", "image_norm"):
         check_nonneg(f"--{k.replace('_', '-')}", getattr(cfg, k))
     for k in ("dynamic_hidden", "dynamic_harmonics"): check_positive(f"--{k.replace('_', '-')}", getattr(cfg, k))
     if not 0 < cfg.crop_scale <= 1: raise Sat2CapError(f"--crop-scale must be in (0, 1], got {cfg.crop_scale}")
@@ -595,7 +595,7 @@ def make_config(data:str, # dataset folder with train/ and val/ shards
         preset = preset or ("synthworld" if is_tiny_clip(clip) else "paper")
         cfg = TrainConfig(data=str(Path(data).resolve()), out=str(out), preset=preset, **PRESETS[preset])
         cfg.data_fingerprint = data_fingerprint(data)
-    for k in ("dynamic_hidden", "dynamic_harmonics"):                 # the model's shape: its checkpoints need it
+    for k in ("dynamic_hidden", "dynamic_harmonics", "image_norm"):   # the model: its checkpoints need it
         v = overrides.get(k)
         if resume and saved.exists() and v is not None and v != getattr(cfg, k):
             raise Sat2CapError(f"--{k.replace('_', '-')} {v}: the run in {out} was built with {getattr(cfg, k)}, "
@@ -632,6 +632,7 @@ def train_cli(data:str, # dataset folder with train/ and val/ webdataset shards
               lr:float=None, # AdamW learning rate
               dynamic_hidden:int=None, # hidden units of the dynamic encoder (paper 64, synthworld 256)
               dynamic_harmonics:int=None, # sin/cos harmonics per angle of its features (paper 1, synthworld 4)
+              image_norm:float=None, # scale image embeddings to this norm before the dynamic offset (default 0: off, the paper)
               crop_scale:float=None, # smallest area share RandomResizedCrop keeps of a tile (paper 0.5, synthworld 0.8)
               randaug_ops:int=None, # RandAugment operations per tile, 0 = none (paper 2, synthworld 1)
               randaug_magnitude:int=None, # RandAugment magnitude, 0-30 (paper 9, synthworld 5)
@@ -649,8 +650,8 @@ def train_cli(data:str, # dataset folder with train/ and val/ webdataset shards
              ):
     "Train Sat2Cap on a dataset of webdataset shards."
     opts = dict(clip=clip, steps=steps, batch_size=batch_size, queue_size=queue_size, lr=lr,
-                dynamic_hidden=dynamic_hidden, dynamic_harmonics=dynamic_harmonics, crop_scale=crop_scale,
-                randaug_ops=randaug_ops, randaug_magnitude=randaug_magnitude, num_workers=num_workers,
+                dynamic_hidden=dynamic_hidden, dynamic_harmonics=dynamic_harmonics, image_norm=image_norm,
+                crop_scale=crop_scale, randaug_ops=randaug_ops, randaug_magnitude=randaug_magnitude, num_workers=num_workers,
                 cpu_threads=cpu_threads, eval_every=eval_every, ckpt_every=ckpt_every, seed=seed, precision=precision,
                 device=device, use_cache=False if no_cache else None)
     rank0 = int(os.environ.get("RANK", 0)) == 0

@@ -69,3 +69,21 @@ def test_zero_init_starts_at_clip():
     x = torch.randn(2, 3, clip.image_size, clip.image_size)
     with torch.no_grad():
         torch.testing.assert_close(m(x, 40., -100., 2012, 100, 3.), F.normalize(clip.model.visual(x), dim=-1))
+
+def test_image_norm_scales_the_image_embedding_before_the_offset():
+    "With image_norm r the tile embedding is normalize(r * x / |x| + d); 0 keeps the paper's normalize(x + d)."
+    from sat2cap.encoders import load_clip
+    clip = load_clip("tiny"); torch.manual_seed(0)
+    paper, scaled = Sat2Cap.from_clip(clip).eval(), Sat2Cap.from_clip(clip, image_norm=2.0).eval()
+    scaled.load_state_dict(paper.state_dict())                        # same weights: image_norm is no parameter
+    torch.nn.init.normal_(paper.dynamic.mlp[-1].weight, std=0.5); scaled.dynamic.load_state_dict(paper.dynamic.state_dict())
+    x = torch.randn(3, 3, clip.image_size, clip.image_size)
+    meta = (40., -100., 2012, 190, 14.)
+    with torch.no_grad():
+        raw = clip.model.visual(x)                                    # (3, D)
+        d = paper.dynamic(*[torch.full((3,), float(v)) for v in meta])  # (3, D)
+        torch.testing.assert_close(scaled.encode_image(x).norm(dim=-1), torch.full((3,), 2.0))
+        torch.testing.assert_close(scaled(x, *meta), F.normalize(2.0 * raw / raw.norm(dim=-1, keepdim=True) + d, dim=-1))
+        torch.testing.assert_close(paper(x, *meta), F.normalize(raw + d, dim=-1))
+        assert not torch.allclose(scaled(x, *meta), paper(x, *meta), atol=1e-3)   # |raw| is not 2: the two differ
+        torch.testing.assert_close(scaled(x, use_meta=False), paper(x, use_meta=False))  # without the offset: same

@@ -57,18 +57,20 @@ def test_dynamic_encoder_size_comes_from_the_config_and_old_configs_keep_the_pap
     p = make_config(str(world), str(tmp_path / "p"), preset="paper")
     assert (p.dynamic_hidden, p.dynamic_harmonics, p.crop_scale, p.randaug_ops, p.randaug_magnitude) == (64, 1, 0.5, 2, 9)
     old = TrainConfig.from_dict({"steps": 10})                        # saved before the fields existed
-    assert (old.dynamic_hidden, old.dynamic_harmonics) == (64, 1)
+    assert (old.dynamic_hidden, old.dynamic_harmonics, old.image_norm) == (64, 1, 0.0)
     for bad in (0.0, 1.5):
         with pytest.raises(Sat2CapError, match="--crop-scale must be in"): check_config(dataclasses.replace(c, crop_scale=bad))
     with pytest.raises(Sat2CapError, match="--randaug-magnitude must be 0-30, got 31"):
         check_config(dataclasses.replace(c, randaug_magnitude=31))
     train_cli.__wrapped__(str(world), out=str(tmp_path / "r"), steps=2, batch_size=8, eval_every=0, num_workers=1,
                           cpu_threads=1, dynamic_hidden=32, dynamic_harmonics=3,      # the options reach the model
+                          image_norm=2.0,
                           crop_scale=0.6, randaug_ops=0, randaug_magnitude=3)         # and the augmentation
     aug = TrainConfig.load(tmp_path / "r" / "config.json")
     assert (aug.crop_scale, aug.randaug_ops, aug.randaug_magnitude) == (0.6, 0, 3)    # not the preset's 0.8, 1, 5
     r = load_run(tmp_path / "r")                                      # rebuilt with the run's own sizes
     assert (r.model.dynamic.harmonics, r.model.dynamic.mlp[0].in_features, r.model.dynamic.mlp[0].out_features) == (3, 25, 32)
+    assert r.model.image_norm == 2.0 and c.image_norm == p.image_norm == 0.0      # off unless asked for
     saved = final_weights(tmp_path / "r")
     torch.testing.assert_close(r.model.dynamic.mlp[0].weight, saved["dynamic.mlp.0.weight"])
 
