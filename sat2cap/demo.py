@@ -36,6 +36,7 @@ class DemoConfig:
     clip_batch_size: int = 128  # embedded-CLIP pairs per step (`sat2cap pretrain-clip` defaults to 64)
     clip_balance: float = 0.0   # embedded-CLIP concept balancing (`pretrain_clip`'s balance; 0: off; its CLI's 0.0155)
     train_steps: int = 1500     # Sat2Cap training steps
+    image_norm: float = 0.0     # Sat2Cap image-embedding norm before the offset (`sat2cap train --image-norm`; 0: off)
     batch_size: int = 64        # Sat2Cap batch size
     gallery: int = 1000         # held-out retrieval gallery size
     caption_steps: int = 1500   # caption decoder training steps
@@ -110,8 +111,10 @@ def train_stage(out, cfg:DemoConfig, world:Path, clip:Path) -> tuple:
     "Train (or reuse) Sat2Cap on the world with the pretrained CLIP."
     s = dict(world=world.name, clip=clip.name, steps=cfg.train_steps, batch_size=cfg.batch_size, seed=cfg.seed,
              preset=PRESETS["synthworld"])                     # the model and augmentation settings
+    s |= dict(image_norm=cfg.image_norm) if cfg.image_norm else {}      # stages without it keep their hashes
     def fn(d):
         tc = make_config(world, d, clip=str(clip), steps=cfg.train_steps, batch_size=cfg.batch_size, seed=cfg.seed,
+                         image_norm=cfg.image_norm,
                          eval_every=max(cfg.train_steps // 3, 1), ckpt_every=max(cfg.train_steps // 3, 1))
         train(tc)
         return {"steps": cfg.train_steps}
@@ -300,6 +303,7 @@ def demo_cli(out:str="demo_out", # folder for every stage and the report
              caption_steps:int=None, # caption decoder training steps (default 1,500; quick 100)
              clip_batch_size:int=None, # embedded-CLIP pairs per step (default 128)
              clip_balance:float=None, # embedded-CLIP concept balancing in [0, 1) (see pretrain-clip --balance; default 0: off)
+             image_norm:float=None, # Sat2Cap image-embedding norm before the offset (see train --image-norm; default 0: off)
              strict:store_true=False, # stop at the first bad sample or cut-short shard, naming shard and key (default: skip and count)
             ):
     "Generate SynthWorld, pretrain the tiny CLIP, train and evaluate Sat2Cap, draw every figure, write a report."
@@ -310,9 +314,11 @@ def demo_cli(out:str="demo_out", # folder for every stage and the report
         if v is not None: check_positive(f"--{k.replace('_', '-')}", v)
     if seed is not None: check_nonneg("--seed", seed)
     if clip_balance is not None: check_fraction("--clip-balance", clip_balance)
+    if image_norm is not None: check_nonneg("--image-norm", image_norm)
     if n_samples is not None and n_samples < 1000:         # a training batch and held-out galleries in every split
         raise Sat2CapError(f"--n-samples must be 1000 or more for the demo, got {n_samples}")
-    overrides = {k: v for k, v in (steps | dict(seed=seed, clip_balance=clip_balance)).items() if v is not None}
+    extra = dict(seed=seed, clip_balance=clip_balance, image_norm=image_norm)
+    overrides = {k: v for k, v in (steps | extra).items() if v is not None}
     t0 = time.time()
     with strict_reading(strict): report = demo(out, quick, **overrides)
     print(f"[demo] finished in {time.time() - t0:.0f} s; report: {report}")

@@ -126,6 +126,7 @@ TABLE = [  # (subcommand, arguments with {world} {run} {tmp} {file} {bad_ckpt} {
     ("demo", "--out {tmp}/d --n-samples 999", ["--n-samples must be 1000 or more"]),
     ("demo", "--out {tmp}/d --seed -1", ["--seed must be 0 or more"]),
     ("demo", "--out {tmp}/d --clip-balance -0.1", ["--clip-balance must be in [0, 1)"]),
+    ("demo", "--out {tmp}/d --image-norm -1", ["--image-norm must be 0 or more, got -1.0"]),
     ("demo", "--out {tmp}/d --clip-batch-size 0", ["--clip-batch-size must be positive"]),
     ("demo", "--out {tmp}/d --clip-steps 1.5", ["invalid int", "1.5"]),
     ("demo", "--out /proc/sat2cap-demo", ["not writable"]),

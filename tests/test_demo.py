@@ -145,3 +145,18 @@ def test_clip_balance_and_batch_size_reach_pretraining_and_only_then_the_stage_s
     assert [c["batch_size"] for c in calls] == [128, 128, 64]             # the demo's own batch, not pretrain-clip's 64
     assert "batch_size" not in stages[0] and {k: v for k, v in stages[2].items() if k != "batch_size"} == stages[0]
     assert stages[2]["batch_size"] == 64
+
+def test_image_norm_reaches_training_and_only_then_the_stage_settings(tmp_path, monkeypatch):
+    "A Sat2Cap with a scaled image embedding is a different train stage; the default (0) keeps the settings and hashes."
+    import sat2cap.demo as D
+    stages, configs = [], []
+    def fake_stage(out, name, settings, fn):
+        stages.append(settings)
+        return Path(out) / name, fn(Path(out) / name)
+    monkeypatch.setattr(D, "run_stage", fake_stage)
+    monkeypatch.setattr(D, "make_config", lambda world, d, **kw: configs.append(kw) or kw)
+    monkeypatch.setattr(D, "train", lambda tc: None)
+    for r in (0.0, 1.0): D.train_stage(tmp_path, D.DemoConfig(image_norm=r), tmp_path / "world", tmp_path / "clip")
+    assert "image_norm" not in stages[0] and stages[1]["image_norm"] == 1.0
+    assert {k: v for k, v in stages[1].items() if k != "image_norm"} == stages[0]
+    assert [c["image_norm"] for c in configs] == [0.0, 1.0]
