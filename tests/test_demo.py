@@ -125,17 +125,25 @@ def test_demo_cli_options_reach_the_config_and_bad_ones_are_refused(tmp_path, mo
     for kw, msg in ((dict(clip_steps=0), "--clip-steps must be positive"), (dict(seed=-1), "--seed must be 0 or more"),
                     (dict(n_samples=999), "--n-samples must be 1000 or more"),
                     (dict(clip_balance=1.0), r"--clip-balance must be in \[0, 1\)"),
-                    (dict(clip_batch_size=0), "--clip-batch-size must be positive")):
+                    (dict(clip_batch_size=0), "--clip-batch-size must be positive"),
+                    (dict(image_norm=-1.0), "--image-norm must be 0 or more")):
         with pytest.raises(Sat2CapError, match=msg): D.demo_cli.__wrapped__(str(tmp_path / "o"), **kw)
 
-def test_clip_balance_and_batch_size_reach_pretraining_and_only_then_the_stage_settings(tmp_path, monkeypatch):
-    "A balanced or other-batch CLIP is a different stage; the defaults (0, 128) keep the settings, so stored stages keep their hashes."
+@pytest.fixture
+def stages(monkeypatch):
+    "Run each demo stage's work at once, without caching, and record the settings it was given."
     import sat2cap.demo as D
-    stages, calls = [], []
+    seen = []
     def fake_stage(out, name, settings, fn):
-        stages.append(settings)
+        seen.append(settings)
         return Path(out) / name, fn(Path(out) / name)
     monkeypatch.setattr(D, "run_stage", fake_stage)
+    return seen
+
+def test_clip_balance_and_batch_size_reach_pretraining_and_only_then_the_stage_settings(tmp_path, monkeypatch, stages):
+    "A balanced or other-batch CLIP is a different stage; the defaults (0, 128) keep the settings, so stored stages keep their hashes."
+    import sat2cap.demo as D
+    calls = []
     monkeypatch.setattr(D, "pretrain_clip", lambda world, d, **kw: calls.append(kw) or dict.fromkeys(("R@10", "chance_R@10", "gallery"), 0))
     for b in (0.0, 0.02): D.clip_stage(tmp_path, D.DemoConfig(clip_balance=b), tmp_path / "world")
     D.clip_stage(tmp_path, D.DemoConfig(clip_batch_size=64), tmp_path / "world")
@@ -146,14 +154,10 @@ def test_clip_balance_and_batch_size_reach_pretraining_and_only_then_the_stage_s
     assert "batch_size" not in stages[0] and {k: v for k, v in stages[2].items() if k != "batch_size"} == stages[0]
     assert stages[2]["batch_size"] == 64
 
-def test_image_norm_reaches_training_and_only_then_the_stage_settings(tmp_path, monkeypatch):
+def test_image_norm_reaches_training_and_only_then_the_stage_settings(tmp_path, monkeypatch, stages):
     "A Sat2Cap with a scaled image embedding is a different train stage; the default (0) keeps the settings and hashes."
     import sat2cap.demo as D
-    stages, configs = [], []
-    def fake_stage(out, name, settings, fn):
-        stages.append(settings)
-        return Path(out) / name, fn(Path(out) / name)
-    monkeypatch.setattr(D, "run_stage", fake_stage)
+    configs = []
     monkeypatch.setattr(D, "make_config", lambda world, d, **kw: configs.append(kw) or kw)
     monkeypatch.setattr(D, "train", lambda tc: None)
     for r in (0.0, 1.0): D.train_stage(tmp_path, D.DemoConfig(image_norm=r), tmp_path / "world", tmp_path / "clip")
