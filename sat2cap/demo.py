@@ -31,15 +31,16 @@ class DemoConfig:
     seed: int = 0               # world, CLIP and training seed
     image_size: int = 64        # overhead tile and ground photo size, px
     region_step: float = 0.5    # region grid spacing for the maps, degrees
-    clip_steps: int = 600       # embedded-CLIP pretraining steps
+    clip_steps: int = 1200      # embedded-CLIP pretraining steps (`sat2cap pretrain-clip`'s default)
     clip_lr: float = 5e-4       # embedded-CLIP peak learning rate (1e-3: paraphrase maps better, captions worse)
-    clip_batch_size: int = 128  # embedded-CLIP pairs per step (`sat2cap pretrain-clip` defaults to 64)
-    clip_balance: float = 0.0   # embedded-CLIP concept balancing (`pretrain_clip`'s balance; 0: off; its CLI's 0.0155)
-    train_steps: int = 1500     # Sat2Cap training steps
-    image_norm: float = 0.0     # Sat2Cap image-embedding norm before the offset (`sat2cap train --image-norm`; 0: off)
+    clip_batch_size: int = 64   # embedded-CLIP pairs per step (`sat2cap pretrain-clip`'s default)
+    clip_balance: float = 0.0155 # embedded-CLIP concept balancing (`sat2cap pretrain-clip --balance`'s default; 0: off)
+    train_steps: int = 3500     # Sat2Cap training steps (`sat2cap train` defaults to 4,000)
+    image_norm: float = 1.0     # Sat2Cap image-embedding norm before the offset (the SynthWorld preset's; 0: off)
     batch_size: int = 64        # Sat2Cap batch size
     gallery: int = 1000         # held-out retrieval gallery size
     caption_steps: int = 1500   # caption decoder training steps
+    caption_batch_size: int = 64 # caption decoder pairs per step (`sat2cap train-captioner`'s default)
 
 QUICK = dict(n_samples=5000, region_step=2.0, clip_steps=150, train_steps=300, batch_size=32, gallery=200,
              caption_steps=100)
@@ -97,9 +98,8 @@ def world_stage(out, cfg:DemoConfig) -> tuple:
 
 def clip_stage(out, cfg:DemoConfig, world:Path) -> tuple:
     "Pretrain (or reuse) the embedded tiny CLIP on the world's photos and captions."
-    s = dict(world=world.name, steps=cfg.clip_steps, lr=cfg.clip_lr, seed=cfg.seed, gallery=cfg.gallery)
-    s |= dict(balance=cfg.clip_balance) if cfg.clip_balance else {}     # unbalanced stages keep their hashes
-    s |= dict(batch_size=cfg.clip_batch_size) if cfg.clip_batch_size != 128 else {}   # and so do 128-pair ones
+    s = dict(world=world.name, steps=cfg.clip_steps, lr=cfg.clip_lr, seed=cfg.seed, gallery=cfg.gallery,
+             balance=cfg.clip_balance, batch_size=cfg.clip_batch_size)
     def fn(d):
         m = pretrain_clip(world, d, steps=cfg.clip_steps, batch_size=cfg.clip_batch_size, lr=cfg.clip_lr, seed=cfg.seed,
                           gallery=cfg.gallery, balance=cfg.clip_balance)
@@ -110,8 +110,7 @@ def clip_stage(out, cfg:DemoConfig, world:Path) -> tuple:
 def train_stage(out, cfg:DemoConfig, world:Path, clip:Path) -> tuple:
     "Train (or reuse) Sat2Cap on the world with the pretrained CLIP."
     s = dict(world=world.name, clip=clip.name, steps=cfg.train_steps, batch_size=cfg.batch_size, seed=cfg.seed,
-             preset=PRESETS["synthworld"])                     # the model and augmentation settings
-    s |= dict(image_norm=cfg.image_norm) if cfg.image_norm else {}      # stages without it keep their hashes
+             preset=PRESETS["synthworld"], image_norm=cfg.image_norm)   # the model and augmentation settings
     def fn(d):
         tc = make_config(world, d, clip=str(clip), steps=cfg.train_steps, batch_size=cfg.batch_size, seed=cfg.seed,
                          image_norm=cfg.image_norm,
@@ -158,9 +157,9 @@ def retrieval_figures(d:Path, run, world, data:Path, n:int, means=None) -> dict:
                               landcover=world.landcover(tiles.region.lat, tiles.region.lon))
     return {"night_share": night, "text_to_overhead": json.loads(text.reset_index().to_json(orient="records"))}
 
-def caption_figures(d:Path, run, world, data:Path, steps:int) -> dict:
+def caption_figures(d:Path, run, world, data:Path, steps:int, batch_size:int=64) -> dict:
     "Train the caption decoder in the run's CLIP space, draw the dynamic-caption table and score captions."
-    cap = C.train_captioner(data, run.clip, d / "captioner", steps=steps)
+    cap = C.train_captioner(data, run.clip, d / "captioner", steps=steps, batch_size=batch_size)
     res = C.caption_at_times(run, cap, data, limit=100)
     table = C.agreement(world, res)
     # the most beach of any test tile
@@ -180,12 +179,13 @@ def caption_figures(d:Path, run, world, data:Path, steps:int) -> dict:
 def figures_stage(out, cfg:DemoConfig, world:Path, run:Path) -> tuple:
     "Draw (or reuse) every figure and collect its scores."
     s = dict(world=world.name, run=run.name, gallery=cfg.gallery, caption_steps=cfg.caption_steps,
+             caption_batch_size=cfg.caption_batch_size,
              scores=2)                                          # bump when the figures' scores change (2: CLIP query)
     def fn(d):
         r, w = load_run(run), SynthWorld.from_manifest(world)
         means = R.clip_query_means(r, world)                    # for the CLIP query's scores beside the model's
         return {**map_figures(d, r, w, means), **retrieval_figures(d, r, w, world, cfg.gallery, means),
-                **caption_figures(d, r, w, world, cfg.caption_steps)}
+                **caption_figures(d, r, w, world, cfg.caption_steps, cfg.caption_batch_size)}
     return run_stage(out, "figures", s, fn)
 
 # %% ../nbs/11_demo.ipynb #a3598115
@@ -298,18 +298,19 @@ def demo_cli(out:str="demo_out", # folder for every stage and the report
              quick:store_true=False, # tiny settings: finishes in a few minutes
              n_samples:int=None, # SynthWorld pairs (default 12,000; quick 5,000)
              seed:int=None, # world, CLIP and training seed (default 0)
-             clip_steps:int=None, # embedded-CLIP pretraining steps (default 600; quick 150)
-             train_steps:int=None, # Sat2Cap training steps (default 1,500; quick 300)
+             clip_steps:int=None, # embedded-CLIP pretraining steps (default 1,200; quick 150)
+             train_steps:int=None, # Sat2Cap training steps (default 3,500; quick 300)
              caption_steps:int=None, # caption decoder training steps (default 1,500; quick 100)
-             clip_batch_size:int=None, # embedded-CLIP pairs per step (default 128)
-             clip_balance:float=None, # embedded-CLIP concept balancing in [0, 1) (see pretrain-clip --balance; default 0: off)
-             image_norm:float=None, # Sat2Cap image-embedding norm before the offset (see train --image-norm; default 0: off)
+             clip_batch_size:int=None, # embedded-CLIP pairs per step (default 64)
+             caption_batch_size:int=None, # caption decoder pairs per step (default 64)
+             clip_balance:float=None, # embedded-CLIP concept balancing in [0, 1) (see pretrain-clip --balance; default 0.0155)
+             image_norm:float=None, # Sat2Cap image-embedding norm before the offset (see train --image-norm; default 1; 0: off)
              strict:store_true=False, # stop at the first bad sample or cut-short shard, naming shard and key (default: skip and count)
             ):
     "Generate SynthWorld, pretrain the tiny CLIP, train and evaluate Sat2Cap, draw every figure, write a report."
     check_out_dir(out)
     steps = dict(n_samples=n_samples, clip_steps=clip_steps, clip_batch_size=clip_batch_size, train_steps=train_steps,
-                 caption_steps=caption_steps)
+                 caption_steps=caption_steps, caption_batch_size=caption_batch_size)
     for k, v in steps.items():
         if v is not None: check_positive(f"--{k.replace('_', '-')}", v)
     if seed is not None: check_nonneg("--seed", seed)

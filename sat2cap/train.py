@@ -491,8 +491,10 @@ def evaluate_run(run, # a `Run` or a run folder
 
 # %% ../nbs/05_train.ipynb #b8d9d463
 # SynthWorld: a wider dynamic encoder with four harmonics, and augmentation that keeps a tile's land-cover colours
-# and most of its area (val R@10 after 1,500 steps on the full demo's world: 0.568 -> 0.656)
-SYNTHWORLD = dict(dynamic_hidden=256, dynamic_harmonics=4, crop_scale=0.8, randaug_ops=1, randaug_magnitude=5)
+# and most of its area (val R@10 after 1,500 steps on the full demo's world: 0.568 -> 0.656); the image embedding
+# scaled to norm 1 before the offset, unlike the paper (see 03: the hour's offset otherwise outweighs small tiles)
+SYNTHWORLD = dict(dynamic_hidden=256, dynamic_harmonics=4, crop_scale=0.8, randaug_ops=1, randaug_magnitude=5,
+                  image_norm=1.0)
 PRESETS = {"synthworld": SYNTHWORLD, "paper": PAPER}
 # a run's files (cache/ is keyed by content: kept)
 RUN_FILES = ("config.json", "metrics.jsonl", "overhead_stats.json", "checkpoints", "clip", "maps")
@@ -632,7 +634,7 @@ def train_cli(data:str, # dataset folder with train/ and val/ webdataset shards
               lr:float=None, # AdamW learning rate
               dynamic_hidden:int=None, # hidden units of the dynamic encoder (paper 64, synthworld 256)
               dynamic_harmonics:int=None, # sin/cos harmonics per angle of its features (paper 1, synthworld 4)
-              image_norm:float=None, # scale image embeddings to this norm before the dynamic offset (default 0: off, the paper)
+              image_norm:float=None, # scale image embeddings to this norm before the dynamic offset (0: off; preset default: synthworld 1, paper 0)
               crop_scale:float=None, # smallest area share RandomResizedCrop keeps of a tile (paper 0.5, synthworld 0.8)
               randaug_ops:int=None, # RandAugment operations per tile, 0 = none (paper 2, synthworld 1)
               randaug_magnitude:int=None, # RandAugment magnitude, 0-30 (paper 9, synthworld 5)

@@ -76,7 +76,7 @@ TABLE = [  # (subcommand, arguments with {world} {run} {tmp} {file} {bad_ckpt} {
     ("train", "{world} --out {run} --resume --dynamic-hidden 7", ["--dynamic-hidden 7: the run in", "keeps its model"]),
     ("train", "{world} --out {tmp}/r --image-norm -1", ["--image-norm must be 0 or more, got -1.0"]),
     ("train", "{world} --out {tmp}/r --image-norm nan", ["--image-norm must be 0 or more, got nan"]),
-    ("train", "{world} --out {run} --resume --image-norm 1", ["--image-norm 1.0: the run in", "keeps its model"]),
+    ("train", "{world} --out {run} --resume --image-norm 2", ["--image-norm 2.0: the run in", "keeps its model"]),
     ("train", "{world} --out {tmp}/r --crop-scale 0", ["--crop-scale must be in (0, 1], got 0.0"]),
     ("train", "{world} --out {tmp}/r --crop-scale 1.5", ["--crop-scale must be in (0, 1], got 1.5"]),
     ("train", "{world} --out {tmp}/r --randaug-ops -1", ["--randaug-ops must be 0 or more"]),

@@ -119,13 +119,14 @@ def test_demo_cli_options_reach_the_config_and_bad_ones_are_refused(tmp_path, mo
     (tmp_path / "o").mkdir()
     D.demo_cli.__wrapped__(str(tmp_path / "o"), quick=True, clip_steps=7, seed=3, clip_balance=0.02, clip_batch_size=32)
     assert seen["quick"] and seen["cfg"].clip_steps == 7 and seen["cfg"].seed == 3 and seen["cfg"].clip_balance == 0.02
-    assert seen["cfg"].clip_batch_size == 32 and D.DemoConfig().clip_batch_size == 128
+    assert seen["cfg"].clip_batch_size == 32 and D.DemoConfig().clip_batch_size == 64
     assert (seen["cfg"].train_steps, seen["cfg"].n_samples) == (D.QUICK["train_steps"], D.QUICK["n_samples"])
     assert "train_steps" not in seen                                    # not given: not overridden
     for kw, msg in ((dict(clip_steps=0), "--clip-steps must be positive"), (dict(seed=-1), "--seed must be 0 or more"),
                     (dict(n_samples=999), "--n-samples must be 1000 or more"),
                     (dict(clip_balance=1.0), r"--clip-balance must be in \[0, 1\)"),
                     (dict(clip_batch_size=0), "--clip-batch-size must be positive"),
+                    (dict(caption_batch_size=0), "--caption-batch-size must be positive"),
                     (dict(image_norm=-1.0), "--image-norm must be 0 or more")):
         with pytest.raises(Sat2CapError, match=msg): D.demo_cli.__wrapped__(str(tmp_path / "o"), **kw)
 
@@ -140,27 +141,39 @@ def stages(monkeypatch):
     monkeypatch.setattr(D, "run_stage", fake_stage)
     return seen
 
-def test_clip_balance_and_batch_size_reach_pretraining_and_only_then_the_stage_settings(tmp_path, monkeypatch, stages):
-    "A balanced or other-batch CLIP is a different stage; the defaults (0, 128) keep the settings, so stored stages keep their hashes."
+def test_clip_balance_and_batch_size_reach_pretraining_and_the_stage_settings(tmp_path, monkeypatch, stages):
+    "A balanced or other-batch CLIP is a different stage; the defaults are pretrain-clip's (balance 0.0155, 64 pairs)."
     import sat2cap.demo as D
     calls = []
     monkeypatch.setattr(D, "pretrain_clip", lambda world, d, **kw: calls.append(kw) or dict.fromkeys(("R@10", "chance_R@10", "gallery"), 0))
-    for b in (0.0, 0.02): D.clip_stage(tmp_path, D.DemoConfig(clip_balance=b), tmp_path / "world")
-    D.clip_stage(tmp_path, D.DemoConfig(clip_batch_size=64), tmp_path / "world")
-    assert "balance" not in stages[0] and stages[1]["balance"] == 0.02
-    assert {k: v for k, v in stages[1].items() if k != "balance"} == stages[0]
-    assert [c["balance"] for c in calls] == [0.0, 0.02, 0.0]
-    assert [c["batch_size"] for c in calls] == [128, 128, 64]             # the demo's own batch, not pretrain-clip's 64
-    assert "batch_size" not in stages[0] and {k: v for k, v in stages[2].items() if k != "batch_size"} == stages[0]
-    assert stages[2]["batch_size"] == 64
+    for kw in (dict(), dict(clip_balance=0.0), dict(clip_batch_size=128)):
+        D.clip_stage(tmp_path, D.DemoConfig(**kw), tmp_path / "world")
+    assert [(c["balance"], c["batch_size"]) for c in calls] == [(0.0155, 64), (0.0, 64), (0.0155, 128)]
+    assert [(s["balance"], s["batch_size"]) for s in stages] == [(0.0155, 64), (0.0, 64), (0.0155, 128)]
+    assert len({D.stage_hash(s) for s in stages}) == 3                   # three CLIP stages, three folders
 
-def test_image_norm_reaches_training_and_only_then_the_stage_settings(tmp_path, monkeypatch, stages):
-    "A Sat2Cap with a scaled image embedding is a different train stage; the default (0) keeps the settings and hashes."
+def test_image_norm_reaches_training_and_the_stage_settings(tmp_path, monkeypatch, stages):
+    "Sat2Cap with the image embedding as it comes (0) is a different train stage from the default (1, the preset's)."
     import sat2cap.demo as D
     configs = []
     monkeypatch.setattr(D, "make_config", lambda world, d, **kw: configs.append(kw) or kw)
     monkeypatch.setattr(D, "train", lambda tc: None)
-    for r in (0.0, 1.0): D.train_stage(tmp_path, D.DemoConfig(image_norm=r), tmp_path / "world", tmp_path / "clip")
-    assert "image_norm" not in stages[0] and stages[1]["image_norm"] == 1.0
-    assert {k: v for k, v in stages[1].items() if k != "image_norm"} == stages[0]
-    assert [c["image_norm"] for c in configs] == [0.0, 1.0]
+    for r in (None, 0.0):
+        D.train_stage(tmp_path, D.DemoConfig() if r is None else D.DemoConfig(image_norm=r), tmp_path / "world", tmp_path / "clip")
+    assert [c["image_norm"] for c in configs] == [1.0, 0.0] and D.PRESETS["synthworld"]["image_norm"] == 1.0
+    assert [s["image_norm"] for s in stages] == [1.0, 0.0] and D.stage_hash(stages[0]) != D.stage_hash(stages[1])
+
+def test_caption_batch_size_reaches_the_captioner_and_the_stage_settings(tmp_path, monkeypatch, stages):
+    "The caption decoder trains with the demo's batch (default 64, train-captioner's), and another batch is another stage."
+    import sat2cap.demo as D
+    seen = []
+    monkeypatch.setattr(D, "load_run", lambda run: None)
+    monkeypatch.setattr(D.SynthWorld, "from_manifest", staticmethod(lambda world: None))
+    monkeypatch.setattr(D.R, "clip_query_means", lambda r, world: None)
+    monkeypatch.setattr(D, "map_figures", lambda *a: {})
+    monkeypatch.setattr(D, "retrieval_figures", lambda *a: {})
+    monkeypatch.setattr(D, "caption_figures", lambda d, r, w, world, steps, batch_size: seen.append((steps, batch_size)) or {})
+    for b in (None, 128):
+        D.figures_stage(tmp_path, D.DemoConfig() if b is None else D.DemoConfig(caption_batch_size=b), tmp_path / "w", tmp_path / "r")
+    assert seen == [(1500, 64), (1500, 128)]
+    assert [s["caption_batch_size"] for s in stages] == [64, 128] and D.stage_hash(stages[0]) != D.stage_hash(stages[1])

@@ -70,7 +70,7 @@ def test_dynamic_encoder_size_comes_from_the_config_and_old_configs_keep_the_pap
     assert (aug.crop_scale, aug.randaug_ops, aug.randaug_magnitude) == (0.6, 0, 3)    # not the preset's 0.8, 1, 5
     r = load_run(tmp_path / "r")                                      # rebuilt with the run's own sizes
     assert (r.model.dynamic.harmonics, r.model.dynamic.mlp[0].in_features, r.model.dynamic.mlp[0].out_features) == (3, 25, 32)
-    assert r.model.image_norm == 2.0 and c.image_norm == p.image_norm == 0.0      # off unless asked for
+    assert r.model.image_norm == 2.0 and (c.image_norm, p.image_norm) == (1.0, 0.0)  # the SynthWorld preset's; off in the paper's
     saved = final_weights(tmp_path / "r")
     torch.testing.assert_close(r.model.dynamic.mlp[0].weight, saved["dynamic.mlp.0.weight"])
 
