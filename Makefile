@@ -42,10 +42,11 @@ clean-nbs: $(STAMP)
 
 # re-execute notebooks top to bottom in a Jupyter kernel (the outputs a reader gets from Jupyter, not execnb's
 # CaptureShell) and save their outputs in place: make rerun NBS="nbs/07_retrieval.ipynb nbs/09_maps.ipynb"
+# (progress bars off: a kernel stores each as a widget that the docs show as a frozen "0%" bar)
 rerun: $(STAMP)
 	@test -n "$(NBS)" || (echo 'name the notebooks: make rerun NBS="nbs/07_retrieval.ipynb ..."' && exit 2)
 	for nb in $(NBS); do \
-		$(BIN)/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=-1 $$nb \
+		SAT2CAP_NO_PROGRESS=1 $(BIN)/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=-1 $$nb \
 			&& $(BIN)/nbdev_clean --fname $$nb || exit 1; \
 	done
 

@@ -44,24 +44,9 @@ class DemoConfig:
 
 QUICK = dict(n_samples=5000, region_step=2.0, clip_steps=150, train_steps=300, batch_size=32, gallery=200,
              caption_steps=100)
-# paraphrase map AUC at seeds 0 / 1 / 2 (the quick mean swings by up to 0.11 with the seed): 5,000 pairs 0.848 /
-# 0.892 / 0.839 in 134-138 s of stages on a quiet 2-core machine, night share 0.871 / 0.005 at seed 0; 3,500 pairs
-# 0.824 / 0.871 / 0.847; 2,500 pairs 0.764 / 0.878 / 0.830 in 120-123 s; 2,500 pairs with 500 Sat2Cap steps 0.781 /
-# 0.869; 250 CLIP steps scored worse at seed 0 (0.760 on an earlier world). All of these were measured with the
-# paper-sized dynamic encoder; with the SynthWorld preset's 256 units x 4 harmonics seed 0 scores 0.860 (night
-# share 0.843 / 0.012) in 217 s of stages on a machine where the old preset took 193 s, and in 169-193 s with plain tar
-# headers and foreach AdamW (the same weights and scores)
-# the full default's CLIP, tried on its world (Sat2Cap test R@10 with date/time / fraction of the ceiling's): 600 x 128
-# pairs (kept) 0.493 / 0.645 (CLIP stage 298 s); 1,200 x 128 0.528 / 0.690 (552 s); 1,200 x 64 0.519 / 0.679 (335 s),
-# and with 1,000 Sat2Cap steps 0.516 / 0.675 in 673 s of stages, paraphrase mean 0.937. Neither was adopted: Fig. 4's
-# activity agreement fell (1,200 x 128: basketball 0.25, cars 0.5; 1,200 x 64: basketball and soccer 0, cars 0.5,
-# the basketball query's top 4 on coast tiles). With concept balancing (clip_balance 0.0155, about 150 pairs per
-# concept): 600 x 128 0.517 / 0.676, but Fig. 4's soccer 0 and "soccer players on a field" 0.577; 1,200 x 128
-# 0.547 / 0.715 and one paraphrase below 0.75 (cross-country skiing 0.645), but Fig. 4's hike 0 (CLIP stage 657 s
-# while another run shared the CPU); 1,200 x 64 0.514 / 0.672, every paraphrase >= 0.75 (mean 0.958), but Fig. 4's
-# soccer 0 (with 2,000 Sat2Cap steps 0.528 / 0.690 in 658 s of stages, soccer still 0). That last CLIP is
-# `sat2cap pretrain-clip`'s default (the README pipeline); the demo keeps 600 x 128 unbalanced for Fig. 4
-# and 1,500 Sat2Cap steps (`sat2cap train` defaults to 4,000) for its 10-minute budget
+# the quick settings with the full default's recipe (balanced CLIP of 64-pair steps, image norm 1), seed 0: 81 s,
+# night share 0.980 / 0.002, paraphrase mean 0.844 (0.865 without date/time), 0.745 of the ceiling's R@10; the quick
+# paraphrase mean moved by up to 0.11 with the seed in earlier recipes (0.848 / 0.892 / 0.839 at seeds 0 / 1 / 2)
 
 # %% ../nbs/11_demo.ipynb #d8653d4b
 def stage_hash(settings:dict, # the stage's settings, including upstream stage folders
