@@ -128,6 +128,7 @@ TABLE = [  # (subcommand, arguments with {world} {run} {tmp} {file} {bad_ckpt} {
     ("demo", "--out {tmp}/d --clip-balance -0.1", ["--clip-balance must be in [0, 1)"]),
     ("demo", "--out {tmp}/d --image-norm -1", ["--image-norm must be 0 or more, got -1.0"]),
     ("demo", "--out {tmp}/d --clip-batch-size 0", ["--clip-batch-size must be positive"]),
+    ("demo", "--out {tmp}/d --caption-batch-size 0", ["--caption-batch-size must be positive"]),
     ("demo", "--out {tmp}/d --clip-steps 1.5", ["invalid int", "1.5"]),
     ("demo", "--out /proc/sat2cap-demo", ["not writable"]),
     ("train-captioner", "{world} --out {tmp}/k --steps 0", ["--steps must be positive"]),
