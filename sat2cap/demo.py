@@ -96,10 +96,10 @@ def train_stage(out, cfg:DemoConfig, world:Path, clip:Path) -> tuple:
     "Train (or reuse) Sat2Cap on the world with the pretrained CLIP."
     s = dict(world=world.name, clip=clip.name, steps=cfg.train_steps, batch_size=cfg.batch_size, seed=cfg.seed,
              preset=PRESETS["synthworld"], image_norm=cfg.image_norm)   # the model and augmentation settings
+    every = -(-cfg.train_steps // 3)                  # rounded up: three validations and checkpoints, the last one final
     def fn(d):
         tc = make_config(world, d, clip=str(clip), steps=cfg.train_steps, batch_size=cfg.batch_size, seed=cfg.seed,
-                         image_norm=cfg.image_norm,
-                         eval_every=max(cfg.train_steps // 3, 1), ckpt_every=max(cfg.train_steps // 3, 1))
+                         image_norm=cfg.image_norm, eval_every=every, ckpt_every=every)
         train(tc)
         return {"steps": cfg.train_steps}
     return run_stage(out, "train", s, fn)

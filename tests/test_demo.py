@@ -162,6 +162,7 @@ def test_image_norm_reaches_training_and_the_stage_settings(tmp_path, monkeypatc
         D.train_stage(tmp_path, D.DemoConfig() if r is None else D.DemoConfig(image_norm=r), tmp_path / "world", tmp_path / "clip")
     assert [c["image_norm"] for c in configs] == [1.0, 0.0] and D.PRESETS["synthworld"]["image_norm"] == 1.0
     assert [s["image_norm"] for s in stages] == [1.0, 0.0] and D.stage_hash(stages[0]) != D.stage_hash(stages[1])
+    assert configs[0]["eval_every"] == configs[0]["ckpt_every"] == 1167     # 3,500 steps: 1,167, 2,334, 3,500; not 4 of each
 
 def test_caption_batch_size_reaches_the_captioner_and_the_stage_settings(tmp_path, monkeypatch, stages):
     "The caption decoder trains with the demo's batch (default 64, train-captioner's), and another batch is another stage."
